@@ -1,0 +1,40 @@
+"""spinefx: benign vs malignant vertebral fractures on spine MRI (Yeh et al. 2022), end to end."""
+
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+
+
+if DEMO:
+
+    include: "workflow/rules/demo.smk"
+
+
+include: "workflow/rules/convert.smk"
+include: "workflow/rules/register.smk"
+include: "workflow/rules/patches.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/stats.smk"
+
+
+localrules:
+    all,
+    assign_folds,
+    merge_predictions,
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

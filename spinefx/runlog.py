@@ -1,0 +1,40 @@
+"""Logging for workflow scripts: everything into the rule's log file, the one-line error on the console.
+
+A script calls :func:`start` first. Library code logs with ``logging.getLogger(__name__)`` or prints
+progress to stderr; both land in ``logs/<rule>/<wildcards>.log``. When a job fails on a
+:class:`~spinefx.errors.SpinefxError`, the user also sees its message (patient, file, fix) on the
+console, without opening the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from types import TracebackType
+
+from spinefx.errors import SpinefxError
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def start(log_path: str | Path, name: str = "spinefx") -> logging.Logger:
+    """Send stderr, warnings and logging to ``log_path``; return a logger for the script."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    console = sys.stderr
+    handle = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+    sys.stderr = handle
+    logging.basicConfig(stream=handle, level=logging.INFO, format=FORMAT, force=True)
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        logging.getLogger(name).error("failed", exc_info=(kind, exc, tb))
+        if isinstance(exc, SpinefxError):
+            print(f"spinefx error: {exc} (log: {log_path})", file=console)
+        handle.flush()
+
+    sys.excepthook = hook
+    return logging.getLogger(name)

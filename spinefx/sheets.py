@@ -1,0 +1,224 @@
+"""Load and check the sheets a user fills in (patients.tsv, readers.tsv, features.tsv).
+
+The workflow calls these when the Snakefile loads, so a bad row fails the dry run with a message that
+names the row's patient, the sheet and the fix — not a job three hours later.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from spinefx.errors import SpinefxError
+from spinefx.features import FEATURES, LABELS
+
+PATIENT_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+PATIENT_COLUMNS = (
+    "patient_id",
+    "label",
+    "t1_dicom",
+    "t2_dicom",
+    "lesion_instance",
+    "box_x0",
+    "box_y0",
+    "box_x1",
+    "box_y1",
+)
+OPTIONAL_PATIENT_COLUMNS = ("t1_series_uid", "t2_series_uid")
+INT_COLUMNS = ("lesion_instance", "box_x0", "box_y0", "box_x1", "box_y1")
+READER_COLUMNS = ("patient_id", "reader", "call")
+
+
+def read_tsv(path: str | Path) -> pd.DataFrame:
+    """Read a tab-separated sheet as strings (no type guessing); lines starting with # are comments."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpinefxError("sheet not found.", path=path, fix="check the path in config/config.yaml.")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise SpinefxError(f"cannot be parsed as a tab-separated sheet ({exc}).", path=path) from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    return df.apply(lambda col: col.str.strip())
+
+
+def _require_columns(df: pd.DataFrame, required: Iterable[str], path: Path) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise SpinefxError(
+            f"missing column(s) {', '.join(missing)}; found {', '.join(df.columns) or 'none'}.",
+            path=path,
+            fix=f"the sheet needs the tab-separated columns {', '.join(required)}.",
+        )
+
+
+def _check_ids(df: pd.DataFrame, path: Path) -> None:
+    for i, pid in enumerate(df["patient_id"], start=2):
+        if not PATIENT_ID.match(pid):
+            raise SpinefxError(
+                f"row {i}: patient_id {pid!r} has characters other than letters, digits, _ and -.",
+                path=path,
+                fix="use a pseudonymous id such as P017; it becomes part of file names.",
+            )
+
+
+def _check_labels(df: pd.DataFrame, path: Path, column: str) -> None:
+    bad = df[~df[column].isin(LABELS)]
+    if len(bad):
+        pid, value = bad.iloc[0]["patient_id"], bad.iloc[0][column]
+        raise SpinefxError(
+            f"unknown {column} {value!r} ({len(bad)} row(s) in all).",
+            patient=pid,
+            path=path,
+            fix=f"{column} must be one of {', '.join(LABELS)}.",
+        )
+
+
+def load_patients(path: str | Path, *, check_files: bool = True) -> pd.DataFrame:
+    """Read patients.tsv, check every row, and return it typed, indexed by patient_id.
+
+    Adds ``t1_path`` and ``t2_path``: the DICOM folders resolved relative to the sheet.
+    """
+    path = Path(path)
+    df = read_tsv(path)
+    _require_columns(df, PATIENT_COLUMNS, path)
+    if df.empty:
+        raise SpinefxError("the sheet has no patients.", path=path)
+    _check_ids(df, path)
+    dup = df["patient_id"][df["patient_id"].duplicated()].unique()
+    if len(dup):
+        raise SpinefxError(
+            f"duplicate patient_id(s): {', '.join(dup)}.",
+            path=path,
+            fix="each patient must appear once; give the second a different id.",
+        )
+    _check_labels(df, path, "label")
+    for col in OPTIONAL_PATIENT_COLUMNS:
+        if col not in df.columns:
+            df[col] = ""
+    for col in INT_COLUMNS:
+        for pid, value in zip(df["patient_id"], df[col], strict=True):
+            if not re.fullmatch(r"-?\d+", value):
+                raise SpinefxError(
+                    f"{col} is {value!r}, not a whole number.",
+                    patient=pid,
+                    path=path,
+                    fix=f"write {col} as an integer (pixels for the box, InstanceNumber for the lesion).",
+                )
+        df[col] = df[col].astype(int)
+    for row in df.itertuples():
+        if row.box_x0 < 0 or row.box_y0 < 0:
+            raise SpinefxError(
+                f"box starts at negative pixel ({row.box_x0}, {row.box_y0}).",
+                patient=row.patient_id,
+                path=path,
+                fix="box columns are 0-based pixel columns (x) and rows (y).",
+            )
+        if row.box_x1 <= row.box_x0 or row.box_y1 <= row.box_y0:
+            raise SpinefxError(
+                f"box ({row.box_x0}, {row.box_y0}, {row.box_x1}, {row.box_y1}) is empty or inverted.",
+                patient=row.patient_id,
+                path=path,
+                fix="box_x1/box_y1 are exclusive and must be larger than box_x0/box_y0.",
+            )
+    base = path.parent
+    for series in ("t1", "t2"):
+        df[f"{series}_path"] = [str((base / p).resolve()) if p else "" for p in df[f"{series}_dicom"]]
+        if check_files:
+            for pid, folder in zip(df["patient_id"], df[f"{series}_path"], strict=True):
+                if not folder or not Path(folder).is_dir():
+                    raise SpinefxError(
+                        f"{series}_dicom folder {folder or '(empty)'} does not exist.",
+                        patient=pid,
+                        path=path,
+                        fix=f"set {series}_dicom to the folder of the {series.upper()}W series, "
+                        "relative to the sheet.",
+                    )
+    for col in OPTIONAL_PATIENT_COLUMNS:
+        df[col] = [v or None for v in df[col]]
+    return df.set_index("patient_id", drop=False)
+
+
+def check_fold_counts(patients: pd.DataFrame, k: int, *, path: str | Path | None = None) -> None:
+    """Stratified k-fold needs at least k patients of each class."""
+    counts = patients["label"].value_counts().reindex(list(LABELS), fill_value=0)
+    short = {lab: int(n) for lab, n in counts.items() if n < k}
+    if short:
+        have = ", ".join(f"{n} {lab}" for lab, n in counts.items())
+        raise SpinefxError(
+            f"too few patients for {k} folds: have {have}; each class needs at least {k}.",
+            path=path,
+            fix=f"set folds.k to at most {int(counts.min())} (and at least 2), or add patients.",
+        )
+
+
+def _check_known(df: pd.DataFrame, patient_ids: Iterable[str], path: Path) -> None:
+    unknown = sorted(set(df["patient_id"]) - set(patient_ids))
+    if unknown:
+        raise SpinefxError(
+            f"{len(unknown)} row(s) for patients not in patients.tsv: {', '.join(unknown[:10])}.",
+            path=path,
+            fix="remove those rows or add the patients to patients.tsv.",
+        )
+
+
+def load_readers(path: str | Path, patient_ids: Iterable[str]) -> pd.DataFrame:
+    """Read readers.tsv (patient_id, reader, call) and check it against the patients."""
+    path = Path(path)
+    df = read_tsv(path)
+    _require_columns(df, READER_COLUMNS, path)
+    _check_ids(df, path)
+    _check_labels(df, path, "call")
+    _check_known(df, patient_ids, path)
+    dup = df.duplicated(["patient_id", "reader"])
+    if dup.any():
+        row = df[dup].iloc[0]
+        raise SpinefxError(
+            f"reader {row['reader']!r} has more than one call.",
+            patient=row["patient_id"],
+            path=path,
+            fix="keep one call per patient and reader.",
+        )
+    return df[list(READER_COLUMNS)].reset_index(drop=True)
+
+
+def load_features(path: str | Path, patient_ids: Iterable[str]) -> pd.DataFrame:
+    """Read features.tsv (patient_id + the 15 Table 1 features as 0/1)."""
+    path = Path(path)
+    df = read_tsv(path)
+    _require_columns(df, ("patient_id", *FEATURES), path)
+    _check_ids(df, path)
+    _check_known(df, patient_ids, path)
+    if df["patient_id"].duplicated().any():
+        pid = df["patient_id"][df["patient_id"].duplicated()].iloc[0]
+        raise SpinefxError("patient has two feature rows.", patient=pid, path=path)
+    for feature in FEATURES:
+        bad = df[~df[feature].isin(["0", "1"])]
+        if len(bad):
+            raise SpinefxError(
+                f"feature {feature} is {bad.iloc[0][feature]!r}; features are 0 or 1.",
+                patient=bad.iloc[0]["patient_id"],
+                path=path,
+            )
+        df[feature] = df[feature].astype(int)
+    return df[["patient_id", *FEATURES]].reset_index(drop=True)
+
+
+def patient_record(patients: pd.DataFrame, patient: str) -> dict:
+    """The plain-value row of one patient (what per-patient jobs receive as params)."""
+    if patient not in patients.index:
+        raise SpinefxError("patient is not in the sheet.", patient=patient)
+    row = patients.loc[patient]
+    return {
+        "patient_id": patient,
+        "label": str(row["label"]),
+        "t1_path": str(row["t1_path"]),
+        "t2_path": str(row["t2_path"]),
+        "t1_series_uid": row["t1_series_uid"],
+        "t2_series_uid": row["t2_series_uid"],
+        "lesion_instance": int(row["lesion_instance"]),
+        "box": [int(row["box_x0"]), int(row["box_y0"]), int(row["box_x1"]), int(row["box_y1"])],
+    }

@@ -1,0 +1,42 @@
+"""Lesion patches (slice +-1, T1+T2 = 6 channels, 64x64, z-scored) and their augmented copies."""
+
+
+rule extract_patches:
+    input:
+        unpack(sheet_inputs),
+        t1="results/nifti/{patient}/t1.nii.gz",
+        t2="results/nifti/{patient}/t2.nii.gz",
+        t2_json="results/nifti/{patient}/t2.json",
+        tfm="results/registration/{patient}/t1_to_t2.tfm",
+    output:
+        "results/patches/original/{patient}.h5",
+    params:
+        record=patient_record,
+        settings=config["patches"],
+    log:
+        "logs/extract_patches/{patient}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/extract_patches.py"
+
+
+rule augment_patches:
+    input:
+        "results/patches/original/{patient}.h5",
+    output:
+        "results/patches/{patient}.h5",
+    params:
+        settings=config["augment"],
+    log:
+        "logs/augment_patches/{patient}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/training.yaml"
+    script:
+        "../scripts/augment_patches.py"

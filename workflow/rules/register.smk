@@ -1,0 +1,34 @@
+"""T1W onto T2W rigid registration (SimpleITK, Mattes MI, multi-resolution) with QC."""
+
+
+rule register_t1_to_t2:
+    input:
+        unpack(registration_truth),
+        unpack(sheet_inputs),
+        t1="results/nifti/{patient}/t1.nii.gz",
+        t2="results/nifti/{patient}/t2.nii.gz",
+        t2_json="results/nifti/{patient}/t2.json",
+    output:
+        tfm="results/registration/{patient}/t1_to_t2.tfm",
+        t1_in_t2="results/registration/{patient}/t1_in_t2.nii.gz",
+        qc="results/registration/{patient}/qc.json",
+        qc_png=report(
+            "results/registration/{patient}/qc.png",
+            caption="../report/registration_qc.rst",
+            category="Registration QC",
+            labels={"patient": "{patient}"},
+        ),
+    params:
+        record=patient_record,
+        settings=config["registration"],
+    log:
+        "logs/register_t1_to_t2/{patient}.log",
+    benchmark:
+        "benchmarks/register_t1_to_t2/{patient}.tsv"
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/register_t1_to_t2.py"

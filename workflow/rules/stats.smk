@@ -1,0 +1,97 @@
+"""Per-patient calls, the paper's tables (with confidence intervals) and the figures."""
+
+
+rule merge_predictions:
+    input:
+        folds="results/folds.tsv",
+        predictions=fold_outputs("predictions.tsv"),
+    output:
+        per_slice="results/predictions/per_slice.tsv",
+        per_patient=report(
+            "results/predictions/per_patient.tsv",
+            caption="../report/per_patient.rst",
+            category="Predictions",
+        ),
+    params:
+        settings=config["merge"],
+    log:
+        "logs/merge_predictions.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/statistics.yaml"
+    script:
+        "../scripts/merge_predictions.py"
+
+
+rule stats_tables:
+    input:
+        unpack(optional_sheets),
+        per_patient="results/predictions/per_patient.tsv",
+    output:
+        [
+            report(
+                path,
+                caption="../report/tables.rst",
+                category="Tables",
+                labels={"table": Path(path).stem, "format": Path(path).suffix[1:]},
+            )
+            for path in table_outputs()
+        ],
+    params:
+        settings=config["stats"],
+        model_reader=MODEL_READER,
+        tables=table_outputs(),
+    log:
+        "logs/stats_tables.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/statistics.yaml"
+    script:
+        "../scripts/stats_tables.py"
+
+
+rule figures:
+    input:
+        unpack(optional_sheets),
+        per_patient="results/predictions/per_patient.tsv",
+        histories=fold_outputs("history.tsv"),
+        models=fold_outputs("model.pt"),
+        folds="results/folds.tsv",
+        patches=patch_files,
+    output:
+        roc=report(
+            "results/figures/roc.png",
+            caption="../report/roc.rst",
+            category="Figures",
+        ),
+        curves=report(
+            "results/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Figures",
+        ),
+        confusion=report(
+            "results/figures/confusion.png",
+            caption="../report/confusion.rst",
+            category="Figures",
+        ),
+        saliency=report(
+            "results/figures/saliency.png",
+            caption="../report/saliency.rst",
+            category="Figures",
+        ),
+    params:
+        settings=config["stats"],
+        model_reader=MODEL_READER,
+    log:
+        "logs/figures.log",
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        "../../envs/training.yaml"
+    script:
+        "../scripts/figures.py"

@@ -1,0 +1,19 @@
+"""Write the built-in demo cohort (DICOM + sheets) under results/demo/."""
+
+from pathlib import Path
+
+from spinefx import runlog
+from spinefx.demo import write_demo_cohort
+
+log = runlog.start(snakemake.log[0], "demo_cohort")
+demo = snakemake.params.demo
+log.info("writing %d demo patients (seed %d)", demo["n_patients"], demo["seed"])
+write_demo_cohort(
+    Path(snakemake.output.sheet).parent,
+    n_patients=demo["n_patients"],
+    seed=demo["seed"],
+    malignant_fraction=demo["malignant_fraction"],
+    geometry=demo["geometry"],
+    misalignment_mm=demo["misalignment_mm"],
+    misalignment_deg=demo["misalignment_deg"],
+)

@@ -1,0 +1,35 @@
+"""Figures: ROC with readers, training curves per fold, confusion matrices, saliency on sample patches."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from spinefx import figures, runlog, sheets, stats
+from spinefx.saliency import saliency_figure
+
+log = runlog.start(snakemake.log[0], "figures")
+s = snakemake.params.settings
+per_patient = pd.read_csv(snakemake.input.per_patient, sep="\t", dtype={"patient_id": str})
+truth = per_patient[["patient_id", "label"]]
+calls = per_patient.assign(reader=snakemake.params.model_reader)[["patient_id", "reader", "call"]]
+readers = None
+if "readers" in snakemake.input.keys():
+    readers = sheets.load_readers(snakemake.input.readers, truth["patient_id"])
+    calls = pd.concat([readers, calls], ignore_index=True)
+table2 = stats.diagnostic_table(calls, truth, ci_method=s["ci_method"])
+y = (per_patient["label"] == "malignant").astype(int).to_numpy()
+auc = stats.auc_ci(y, per_patient["prob"].to_numpy(), method=s["auc_ci"], seed=s["seed"])
+reader_points = table2[table2["reader"] != snakemake.params.model_reader] if readers is not None else None
+figures.roc_figure(per_patient, reader_points, snakemake.output.roc, auc=auc)
+figures.confusion_figure(table2, snakemake.output.confusion)
+histories = {
+    int(Path(p).parent.name.split("_")[1]): pd.read_csv(p, sep="\t") for p in snakemake.input.histories
+}
+figures.training_curves_figure(histories, snakemake.output.curves)
+
+# Saliency: the final model of each patient's held-out fold, on a few patients of each class.
+folds = pd.read_csv(snakemake.input.folds, sep="\t", dtype={"patient_id": str})
+models = {int(Path(p).parent.name.split("_")[1]): Path(p) for p in snakemake.input.models}
+patch_files = {Path(p).stem: Path(p) for p in snakemake.input.patches}
+saliency_figure(models, folds, patch_files, snakemake.output.saliency, per_class=2)
+log.info("figures written")

@@ -1,0 +1,44 @@
+"""Register T1W onto T2W and write the transform, the resampled T1W and QC."""
+
+import json
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from spinefx import runlog
+from spinefx.jobs import resolve_record
+from spinefx.register import register_t1_to_t2
+
+log = runlog.start(snakemake.log[0], "register_t1_to_t2")
+sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(snakemake.threads)
+patient = snakemake.wildcards.patient
+record = resolve_record(snakemake.params.record, snakemake.input.get("sheet"), patient)
+sidecar = json.loads(Path(snakemake.input.t2_json).read_text())
+truth = points = None
+if "truth" in snakemake.input.keys():
+    from spinefx.demo import read_truth, truth_transform, vertebra_centers
+
+    row = read_truth(snakemake.input.truth).set_index("patient_id").loc[patient]
+    truth, points = truth_transform(row), vertebra_centers(row)
+s = snakemake.params.settings
+qc = register_t1_to_t2(
+    snakemake.input.t1,
+    snakemake.input.t2,
+    Path(snakemake.output.tfm).parent,
+    transform=s["transform"],
+    shrink_factors=tuple(s["shrink_factors"]),
+    smoothing_mm=tuple(s["smoothing_mm"]),
+    iterations=s["iterations"],
+    sampling_fraction=s["sampling_fraction"],
+    seed=s["seed"],
+    max_translation_mm=s["max_translation_mm"],
+    max_rotation_deg=s["max_rotation_deg"],
+    on_failure=s["on_failure"],
+    qc_slice=sidecar["instance_numbers"].index(record["lesion_instance"])
+    if record["lesion_instance"] in sidecar["instance_numbers"]
+    else None,
+    truth=truth,
+    truth_points=points,
+    patient=patient,
+)
+log.info("%s: %s", patient, json.dumps({k: qc[k] for k in qc if k in ("metric_before", "metric_after", "tre_mm")}))
