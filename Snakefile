@@ -1,5 +1,6 @@
 """spinefx: benign vs malignant vertebral fractures on spine MRI (Yeh et al. 2022), end to end."""
 
+import os
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -7,7 +8,7 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -35,6 +36,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

@@ -8,8 +8,10 @@ from snakemake.utils import validate
 
 # Scripts import the spinefx library from this checkout, in every environment a job may run in
 # (local, conda, container, a SLURM job that re-reads this file).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
+    )
 )
 sys.path.insert(0, workflow.basedir)
 
@@ -21,14 +23,19 @@ validate(config, schema="../schemas/config.schema.yaml")
 DEMO = config["cohort"] == "demo"
 FOLDS = list(range(1, config["folds"]["k"] + 1))
 SERIES = ["t1", "t2"]
-MODEL_READER = config["stats"]["model_reader"] or f"{config['train']['arch'].replace('resnet', 'ResNet')} model"
+MODEL_READER = (
+    config["stats"]["model_reader"]
+    or f"{config['train']['arch'].replace('resnet', 'ResNet')} model"
+)
 
 if DEMO:
     PATIENT_SHEET = "results/demo/patients.tsv"
     READERS_SHEET = "results/demo/readers.tsv"
     FEATURES_SHEET = "results/demo/features.tsv"
     PATIENTS = [f"demo_{i:03d}" for i in range(1, config["demo"]["n_patients"] + 1)]
-    n_malignant = round(config["demo"]["n_patients"] * config["demo"]["malignant_fraction"])
+    n_malignant = round(
+        config["demo"]["n_patients"] * config["demo"]["malignant_fraction"]
+    )
     if min(n_malignant, len(PATIENTS) - n_malignant) < config["folds"]["k"]:
         raise WorkflowError(
             f"demo cohort: {n_malignant} malignant and {len(PATIENTS) - n_malignant} benign patients "
@@ -41,7 +48,9 @@ else:
     FEATURES_SHEET = config["features"]
     try:
         PATIENT_TABLE = sheets.load_patients(PATIENT_SHEET)
-        sheets.check_fold_counts(PATIENT_TABLE, config["folds"]["k"], path=PATIENT_SHEET)
+        sheets.check_fold_counts(
+            PATIENT_TABLE, config["folds"]["k"], path=PATIENT_SHEET
+        )
         if READERS_SHEET:
             validate(
                 sheets.load_readers(READERS_SHEET, PATIENT_TABLE.index),

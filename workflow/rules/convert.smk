@@ -7,16 +7,16 @@ rule dicom_to_nifti:
     output:
         nii="results/nifti/{patient}/{series}.nii.gz",
         json="results/nifti/{patient}/{series}.json",
-    params:
-        record=patient_record,
     log:
         "logs/dicom_to_nifti/{patient}_{series}.log",
     benchmark:
         "benchmarks/dicom_to_nifti/{patient}_{series}.tsv"
+    conda:
+        "../../envs/imaging.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/imaging.yaml"
+    params:
+        record=patient_record,
     script:
         "../scripts/dicom_to_nifti.py"

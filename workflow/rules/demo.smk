@@ -8,16 +8,16 @@ rule demo_cohort:
         readers="results/demo/readers.tsv",
         truth="results/demo/truth.tsv",
         dicom=directory("results/demo/dicom"),
-    params:
-        demo=config["demo"],
     log:
         "logs/demo_cohort.log",
     benchmark:
         "benchmarks/demo_cohort.tsv"
+    conda:
+        "../../envs/imaging.yaml"
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/imaging.yaml"
+    params:
+        demo=config["demo"],
     script:
         "../scripts/demo_cohort.py"

@@ -10,16 +10,16 @@ rule extract_patches:
         tfm="results/registration/{patient}/t1_to_t2.tfm",
     output:
         "results/patches/original/{patient}.h5",
-    params:
-        record=patient_record,
-        settings=config["patches"],
     log:
         "logs/extract_patches/{patient}.log",
+    conda:
+        "../../envs/imaging.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/imaging.yaml"
+    params:
+        record=patient_record,
+        settings=config["patches"],
     script:
         "../scripts/extract_patches.py"
 
@@ -29,14 +29,14 @@ rule augment_patches:
         "results/patches/original/{patient}.h5",
     output:
         "results/patches/{patient}.h5",
-    params:
-        settings=config["augment"],
     log:
         "logs/augment_patches/{patient}.log",
+    conda:
+        "../../envs/training.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/training.yaml"
+    params:
+        settings=config["augment"],
     script:
         "../scripts/augment_patches.py"

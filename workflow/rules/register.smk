@@ -18,17 +18,17 @@ rule register_t1_to_t2:
             category="Registration QC",
             labels={"patient": "{patient}"},
         ),
-    params:
-        record=patient_record,
-        settings=config["registration"],
     log:
         "logs/register_t1_to_t2/{patient}.log",
     benchmark:
         "benchmarks/register_t1_to_t2/{patient}.tsv"
+    conda:
+        "../../envs/imaging.yaml"
     resources:
         mem_mb=3000,
         runtime=20,
-    conda:
-        "../../envs/imaging.yaml"
+    params:
+        record=patient_record,
+        settings=config["registration"],
     script:
         "../scripts/register_t1_to_t2.py"

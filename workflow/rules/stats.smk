@@ -12,15 +12,15 @@ rule merge_predictions:
             caption="../report/per_patient.rst",
             category="Predictions",
         ),
-    params:
-        settings=config["merge"],
     log:
         "logs/merge_predictions.log",
+    conda:
+        "../../envs/statistics.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/statistics.yaml"
+    params:
+        settings=config["merge"],
     script:
         "../scripts/merge_predictions.py"
 
@@ -39,17 +39,17 @@ rule stats_tables:
             )
             for path in table_outputs()
         ],
+    log:
+        "logs/stats_tables.log",
+    conda:
+        "../../envs/statistics.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         settings=config["stats"],
         model_reader=MODEL_READER,
         tables=table_outputs(),
-    log:
-        "logs/stats_tables.log",
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/statistics.yaml"
     script:
         "../scripts/stats_tables.py"
 
@@ -83,15 +83,15 @@ rule figures:
             caption="../report/saliency.rst",
             category="Figures",
         ),
-    params:
-        settings=config["stats"],
-        model_reader=MODEL_READER,
     log:
         "logs/figures.log",
+    conda:
+        "../../envs/training.yaml"
     resources:
         mem_mb=4000,
         runtime=15,
-    conda:
-        "../../envs/training.yaml"
+    params:
+        settings=config["stats"],
+        model_reader=MODEL_READER,
     script:
         "../scripts/figures.py"

@@ -6,15 +6,15 @@ rule assign_folds:
         sheet=labels_sheet(),
     output:
         "results/folds.tsv",
-    params:
-        settings=config["folds"],
     log:
         "logs/assign_folds.log",
+    conda:
+        "../../envs/statistics.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/statistics.yaml"
+    params:
+        settings=config["folds"],
     script:
         "../scripts/assign_folds.py"
 
@@ -33,18 +33,18 @@ rule train_fold:
             category="Training",
             labels={"fold": "{fold}"},
         ),
-    params:
-        settings=config["train"],
-    threads: config["train"]["threads"]
     log:
         "logs/train_fold/fold_{fold}.log",
     benchmark:
         "benchmarks/train_fold/fold_{fold}.tsv"
+    conda:
+        "../../envs/training.yaml"
+    threads: config["train"]["threads"]
     resources:
         mem_mb=16000,
         runtime=240,
         gpu=1,
-    conda:
-        "../../envs/training.yaml"
+    params:
+        settings=config["train"],
     script:
         "../scripts/train_fold.py"

@@ -1,0 +1,114 @@
+"""Sheet loading: every bad row is refused with the patient, the sheet and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from spinefx import sheets
+from spinefx.errors import SpinefxError
+from spinefx.features import FEATURES
+
+HEADER = "patient_id\tlabel\tt1_dicom\tt2_dicom\tlesion_instance\tbox_x0\tbox_y0\tbox_x1\tbox_y1\n"
+
+
+def write_sheet(tmp_path: Path, rows: list[str], header: str = HEADER) -> Path:
+    for pid in ("P1", "P2", "P3", "P4"):
+        for s in ("t1", "t2"):
+            (tmp_path / "dicom" / pid / s).mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "patients.tsv"
+    path.write_text(header + "".join(r + "\n" for r in rows))
+    return path
+
+
+def row(pid: str = "P1", label: str = "benign", box: str = "10\t20\t50\t60", inst: str = "6") -> str:
+    return f"{pid}\t{label}\tdicom/{pid}/t1\tdicom/{pid}/t2\t{inst}\t{box}"
+
+
+def test_good_sheet_is_typed_and_resolved(tmp_path: Path) -> None:
+    path = write_sheet(tmp_path, [row("P1"), row("P2", "malignant")])
+    df = sheets.load_patients(path)
+    assert list(df.index) == ["P1", "P2"]
+    assert df.loc["P2", "label"] == "malignant"
+    assert df["box_x1"].dtype.kind == "i"
+    assert Path(df.loc["P1", "t1_path"]) == (tmp_path / "dicom/P1/t1").resolve()
+    assert df.loc["P1", "t1_series_uid"] is None
+    rec = sheets.patient_record(df, "P2")
+    assert rec["box"] == [10, 20, 50, 60] and rec["lesion_instance"] == 6
+
+
+@pytest.mark.parametrize(
+    ("rows", "header", "needle"),
+    [
+        ([row()], HEADER.replace("\tlabel", "\tdiagnosis"), "missing column(s) label"),
+        ([row(label="metastasis")], HEADER, "unknown label 'metastasis'"),
+        ([row("P1"), row("P1")], HEADER, "duplicate patient_id(s): P1"),
+        ([row("P 1")], HEADER, "characters other than"),
+        ([row(box="50\t20\t10\t60")], HEADER, "empty or inverted"),
+        ([row(box="10\t20\t10\t60")], HEADER, "empty or inverted"),
+        ([row(box="-3\t20\t10\t60")], HEADER, "negative pixel"),
+        ([row(inst="six")], HEADER, "not a whole number"),
+        ([row("P9")], HEADER, "does not exist"),
+        ([], HEADER, "no patients"),
+    ],
+)
+def test_bad_rows_are_refused_clearly(tmp_path: Path, rows: list[str], header: str, needle: str) -> None:
+    path = write_sheet(tmp_path, rows, header)
+    with pytest.raises(SpinefxError) as info:
+        sheets.load_patients(path)
+    message = str(info.value)
+    assert needle in message
+    assert str(path) in message
+
+
+def test_bad_row_names_the_patient(tmp_path: Path) -> None:
+    path = write_sheet(tmp_path, [row("P1"), row("P2", box="9\t9\t1\t1")])
+    with pytest.raises(SpinefxError, match="patient P2"):
+        sheets.load_patients(path)
+
+
+def test_missing_sheet(tmp_path: Path) -> None:
+    with pytest.raises(SpinefxError, match="sheet not found"):
+        sheets.load_patients(tmp_path / "nope.tsv")
+
+
+def test_fold_counts(tmp_path: Path) -> None:
+    path = write_sheet(tmp_path, [row("P1"), row("P2"), row("P3", "malignant")])
+    df = sheets.load_patients(path)
+    sheets.check_fold_counts(df, 1)
+    with pytest.raises(SpinefxError, match=r"1 malignant.*set folds.k to at most 1"):
+        sheets.check_fold_counts(df, 2)
+
+
+def test_readers_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "readers.tsv"
+    path.write_text("patient_id\treader\tcall\nP1\tr1\tmalignant\nP2\tr1\tbenign\n")
+    df = sheets.load_readers(path, ["P1", "P2"])
+    assert list(df["call"]) == ["malignant", "benign"]
+    with pytest.raises(SpinefxError, match="not in patients.tsv: P2"):
+        sheets.load_readers(path, ["P1"])
+    path.write_text("patient_id\treader\tcall\nP1\tr1\tmaybe\n")
+    with pytest.raises(SpinefxError, match="unknown call 'maybe'"):
+        sheets.load_readers(path, ["P1"])
+    path.write_text("patient_id\treader\tcall\nP1\tr1\tbenign\nP1\tr1\tmalignant\n")
+    with pytest.raises(SpinefxError, match="more than one call"):
+        sheets.load_readers(path, ["P1"])
+
+
+def test_features_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "features.tsv"
+    df = pd.DataFrame({"patient_id": ["P1", "P2"], **{f: [0, 1] for f in FEATURES}})
+    df.to_csv(path, sep="\t", index=False)
+    loaded = sheets.load_features(path, ["P1", "P2"])
+    assert loaded.loc[1, FEATURES[0]] == 1
+    with pytest.raises(SpinefxError, match="not in patients.tsv"):
+        sheets.load_features(path, ["P1"])
+    df[FEATURES[3]] = [0, 2]
+    df.to_csv(path, sep="\t", index=False)
+    with pytest.raises(SpinefxError, match=f"{FEATURES[3]} is '2'"):
+        sheets.load_features(path, ["P1", "P2"])
+    df.drop(columns=[FEATURES[0]]).to_csv(path, sep="\t", index=False)
+    with pytest.raises(SpinefxError, match=f"missing column.*{FEATURES[0]}"):
+        sheets.load_features(path, ["P1", "P2"])

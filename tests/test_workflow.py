@@ -1,0 +1,172 @@
+"""The workflow through Snakemake itself: planning, a tiny real run, reruns of one fold."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+TINY = REPO / "tests" / "config" / "tiny.yaml"
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_dry_run_default_config_plans_every_rule(tmp_path: Path) -> None:
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    assert jobs == {
+        "demo_cohort": 1,
+        "dicom_to_nifti": 160,
+        "register_t1_to_t2": 80,
+        "extract_patches": 80,
+        "augment_patches": 80,
+        "assign_folds": 1,
+        "train_fold": 5,
+        "merge_predictions": 1,
+        "stats_tables": 1,
+        "figures": 1,
+        "all": 1,
+    }
+
+
+def real_cohort(tmp_path: Path, rows: list[tuple[str, str]]) -> Path:
+    lines = ["patient_id\tlabel\tt1_dicom\tt2_dicom\tlesion_instance\tbox_x0\tbox_y0\tbox_x1\tbox_y1"]
+    for pid, label in rows:
+        for s in ("t1", "t2"):
+            (tmp_path / "cohort" / pid / s).mkdir(parents=True, exist_ok=True)
+        lines.append(f"{pid}\t{label}\tcohort/{pid}/t1\tcohort/{pid}/t2\t7\t10\t10\t40\t40")
+    sheet = tmp_path / "patients.tsv"
+    sheet.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "cohort.yaml"
+    config.write_text(f"cohort: {sheet}\nfolds: {{k: 2}}\n")
+    return config
+
+
+def test_dry_run_real_cohort_reads_the_sheet(tmp_path: Path) -> None:
+    config = real_cohort(tmp_path, [("A1", "benign"), ("A2", "benign"), ("B1", "malignant"), ("B2", "malignant")])
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(config))
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    assert "demo_cohort" not in jobs
+    assert jobs["dicom_to_nifti"] == 8 and jobs["register_t1_to_t2"] == 4 and jobs["train_fold"] == 2
+
+
+def test_bad_sheet_fails_the_dry_run_with_patient_and_fix(tmp_path: Path) -> None:
+    config = real_cohort(tmp_path, [("A1", "benign"), ("A1", "benign"), ("B1", "malignant"), ("B2", "malignant")])
+    proc = snakemake(tmp_path, "-n", "--configfile", str(config), check=False)
+    assert proc.returncode != 0
+    assert "duplicate patient_id(s): A1" in proc.stdout + proc.stderr
+
+
+def test_too_few_patients_for_folds_fails_the_dry_run(tmp_path: Path) -> None:
+    config = real_cohort(tmp_path, [("A1", "benign"), ("A2", "benign"), ("B1", "malignant")])
+    proc = snakemake(tmp_path, "-n", "--configfile", str(config), check=False)
+    assert proc.returncode != 0
+    assert "set folds.k to at most 1" in proc.stdout + proc.stderr
+
+
+def test_unknown_config_key_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {epochz: 3}\n")
+    proc = snakemake(tmp_path, "-n", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "epochz" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole DAG on the tiny demo config (8 patients, 2 folds, 1 epoch), once for this module."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir, "--cores", "2", "--configfile", str(TINY))
+    return workdir
+
+
+def test_tiny_run_writes_every_output_of_the_design(tiny_run: Path) -> None:
+    r = tiny_run / "results"
+    patients = pd.read_csv(r / "demo" / "patients.tsv", sep="\t")
+    assert len(patients) == 8
+    for pid in patients["patient_id"]:
+        for s in ("t1", "t2"):
+            sidecar = json.loads((r / "nifti" / pid / f"{s}.json").read_text())
+            assert len(sidecar["instance_numbers"]) == sidecar["size"][2]
+            assert (r / "nifti" / pid / f"{s}.nii.gz").stat().st_size > 1000
+        reg = r / "registration" / pid
+        qc = json.loads((reg / "qc.json").read_text())
+        assert qc["tre_mm"] < 2.0, f"{pid}: registration TRE {qc['tre_mm']} mm"
+        for name in ("t1_to_t2.tfm", "t1_in_t2.nii.gz", "qc.png"):
+            assert (reg / name).stat().st_size > 0
+        with h5py.File(r / "patches" / f"{pid}.h5") as h5:
+            assert h5["original"].shape[1:] == (6, 64, 64)
+            assert h5["augmented"].shape[1:] == (6, 64, 64)
+            assert h5.attrs["label"] in ("benign", "malignant")
+    folds = pd.read_csv(r / "folds.tsv", sep="\t")
+    assert sorted(folds["fold"].unique()) == [1, 2]
+    for k in (1, 2):
+        d = r / "train" / f"fold_{k}"
+        history = pd.read_csv(d / "history.tsv", sep="\t")
+        assert list(history.columns) == ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+        preds = pd.read_csv(d / "predictions.tsv", sep="\t")
+        assert set(preds["patient_id"]) == set(folds.loc[folds["fold"] == k, "patient_id"])
+        assert preds["prob"].between(0, 1).all()
+        assert (d / "model.pt").stat().st_size > 1_000_000
+    per_patient = pd.read_csv(r / "predictions" / "per_patient.tsv", sep="\t")
+    assert list(per_patient.columns) == ["patient_id", "label", "fold", "prob", "call"]
+    assert len(per_patient) == 8
+    assert (r / "predictions" / "per_slice.tsv").exists()
+    for table in ("table1_features", "table2_diagnostic", "mcnemar", "feature_model", "model_auc"):
+        df = pd.read_csv(r / "tables" / f"{table}.tsv", sep="\t")
+        assert len(df) > 0, table
+        assert (r / "tables" / f"{table}.md").read_text().count("|") > 4
+    table2 = pd.read_csv(r / "tables" / "table2_diagnostic.tsv", sep="\t")
+    assert {"msk", "r4", "r1", "ResNet18 model"} <= set(table2["reader"])
+    for fig in ("roc", "training_curves", "confusion", "saliency"):
+        assert (r / "figures" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
+    for log in ("demo_cohort.log", "train_fold/fold_1.log", "stats_tables.log"):
+        assert (tiny_run / "logs" / log).exists()
+
+
+def test_rerun_one_fold_plans_only_that_fold_and_what_follows(tiny_run: Path) -> None:
+    proc = snakemake(
+        tiny_run,
+        "-n",
+        "--quiet",
+        "rules",
+        "--configfile",
+        str(TINY),
+        "--forcerun",
+        "results/train/fold_2/model.pt",
+    )
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    assert jobs == {"train_fold": 1, "merge_predictions": 1, "stats_tables": 1, "figures": 1, "all": 1}
+    assert "fold=2" in proc.stdout + proc.stderr or "fold_2" in proc.stdout + proc.stderr
+
+
+def test_complete_run_has_nothing_left_to_do(tiny_run: Path) -> None:
+    proc = snakemake(tiny_run, "-n", "--configfile", str(TINY))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_report_is_generated(tiny_run: Path) -> None:
+    report = tiny_run / "results" / "report.html"
+    snakemake(tiny_run, "--configfile", str(TINY), "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert "table2_diagnostic" in html and "roc.png" in html
