@@ -1,0 +1,56 @@
+"""How long `snakemake -n` takes to plan a large cohort: 1,000 patients, 10 folds (sheet only).
+
+Goal (DESIGN.md): under 15 s. A 10-patient plan in the same run is the reference, so the ratio shows
+how planning scales with the cohort on a noisy machine. Last line: seconds=<1,000-patient plan>.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def make_cohort(root: Path, n: int, k: int) -> Path:
+    lines = ["patient_id\tlabel\tt1_dicom\tt2_dicom\tlesion_instance\tbox_x0\tbox_y0\tbox_x1\tbox_y1"]
+    for i in range(n):
+        pid = f"P{i:05d}"
+        label = "malignant" if i % 4 == 0 else "benign"
+        for s in ("t1", "t2"):
+            (root / "dicom" / pid / s).mkdir(parents=True)
+        lines.append(f"{pid}\t{label}\tdicom/{pid}/t1\tdicom/{pid}/t2\t8\t100\t100\t160\t160")
+    (root / "patients.tsv").write_text("\n".join(lines) + "\n")
+    config = root / "config.yaml"
+    config.write_text(f"cohort: {root / 'patients.tsv'}\nfolds: {{k: {k}}}\n")
+    return config
+
+
+def plan_seconds(n: int, k: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        config = make_cohort(root, n, k)
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(root), "-n", "--quiet", "rules",
+             "--configfile", str(config)],
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"plan of {n} patients failed:\n{proc.stderr[-3000:]}")
+        total = [line for line in proc.stdout.splitlines() if line.startswith("total")]
+        print(f"{n} patients, {k} folds: {total[0].split()[-1] if total else '?'} jobs in {seconds:.2f} s")
+        return seconds
+
+
+if __name__ == "__main__":
+    reference = plan_seconds(10, 2)
+    big = plan_seconds(1000, 10)
+    print(f"ratio_vs_10_patients={big / reference:.2f}")
+    print(f"seconds={big:.2f}")
