@@ -36,8 +36,18 @@ def plan_seconds(n: int, k: int) -> float:
         config = make_cohort(root, n, k)
         start = time.perf_counter()
         proc = subprocess.run(
-            [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(root), "-n", "--quiet", "rules",
-             "--configfile", str(config)],
+            [
+                SNAKEMAKE,
+                "-s",
+                str(REPO / "Snakefile"),
+                "-d",
+                str(root),
+                "-n",
+                "--quiet",
+                "rules",
+                "--configfile",
+                str(config),
+            ],
             capture_output=True,
             text=True,
         )

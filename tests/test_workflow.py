@@ -63,7 +63,9 @@ def real_cohort(tmp_path: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 def test_dry_run_real_cohort_reads_the_sheet(tmp_path: Path) -> None:
-    config = real_cohort(tmp_path, [("A1", "benign"), ("A2", "benign"), ("B1", "malignant"), ("B2", "malignant")])
+    config = real_cohort(
+        tmp_path, [("A1", "benign"), ("A2", "benign"), ("B1", "malignant"), ("B2", "malignant")]
+    )
     proc = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(config))
     jobs = planned_jobs(proc.stdout + proc.stderr)
     assert "demo_cohort" not in jobs
@@ -71,7 +73,9 @@ def test_dry_run_real_cohort_reads_the_sheet(tmp_path: Path) -> None:
 
 
 def test_bad_sheet_fails_the_dry_run_with_patient_and_fix(tmp_path: Path) -> None:
-    config = real_cohort(tmp_path, [("A1", "benign"), ("A1", "benign"), ("B1", "malignant"), ("B2", "malignant")])
+    config = real_cohort(
+        tmp_path, [("A1", "benign"), ("A1", "benign"), ("B1", "malignant"), ("B2", "malignant")]
+    )
     proc = snakemake(tmp_path, "-n", "--configfile", str(config), check=False)
     assert proc.returncode != 0
     assert "duplicate patient_id(s): A1" in proc.stdout + proc.stderr
@@ -84,12 +88,24 @@ def test_too_few_patients_for_folds_fails_the_dry_run(tmp_path: Path) -> None:
     assert "set folds.k to at most 1" in proc.stdout + proc.stderr
 
 
-def test_unknown_config_key_fails(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("train: {epochz: 3}", "epochz"),
+        ("folds: {k: 1}", "1 is less than the minimum of 2"),
+        ("merge: {threshold: 1.5}", "1.5 is greater than or equal to the maximum of 1"),
+        ("merge: {threshold: 0}", "0 is less than or equal to the minimum of 0"),
+        ("train: {epochs: many}", "'many' is not of type 'integer'"),
+        ("merge: {method: median}", "'median' is not one of"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path: Path, text: str, needle: str) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("train: {epochz: 3}\n")
+    bad.write_text(text + "\n")
     proc = snakemake(tmp_path, "-n", "--configfile", str(bad), check=False)
     assert proc.returncode != 0
-    assert "epochz" in proc.stdout + proc.stderr
+    assert needle in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.fixture(scope="module")

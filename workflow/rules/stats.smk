@@ -29,6 +29,7 @@ rule stats_tables:
     input:
         unpack(optional_sheets),
         per_patient="results/predictions/per_patient.tsv",
+        folds="results/folds.tsv",
     output:
         [
             report(

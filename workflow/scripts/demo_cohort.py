@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from spinefx import runlog
 from spinefx.demo import write_demo_cohort
+
+from spinefx import runlog
 
 log = runlog.start(snakemake.log[0], "demo_cohort")
 demo = snakemake.params.demo

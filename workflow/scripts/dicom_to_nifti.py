@@ -14,5 +14,11 @@ sidecar = convert_series(
     series_uid=record[f"{series}_series_uid"],
     patient=patient,
 )
-log.info("%s %s: %d slices, size %s, spacing %s", patient, series, len(sidecar["instance_numbers"]),
-         sidecar["size"], sidecar["spacing"])
+log.info(
+    "%s %s: %d slices, size %s, spacing %s",
+    patient,
+    series,
+    len(sidecar["instance_numbers"]),
+    sidecar["size"],
+    sidecar["spacing"],
+)

@@ -11,16 +11,15 @@ log = runlog.start(snakemake.log[0], "figures")
 s = snakemake.params.settings
 per_patient = pd.read_csv(snakemake.input.per_patient, sep="\t", dtype={"patient_id": str})
 truth = per_patient[["patient_id", "label"]]
-calls = per_patient.assign(reader=snakemake.params.model_reader)[["patient_id", "reader", "call"]]
-readers = None
-if "readers" in snakemake.input.keys():
+model = snakemake.params.model_reader
+calls = stats.calls_from_per_patient(per_patient, reader=model)
+if snakemake.input.get("readers"):
     readers = sheets.load_readers(snakemake.input.readers, truth["patient_id"])
     calls = pd.concat([readers, calls], ignore_index=True)
 table2 = stats.diagnostic_table(calls, truth, ci_method=s["ci_method"])
-y = (per_patient["label"] == "malignant").astype(int).to_numpy()
+y = stats.binary_labels(per_patient["label"])
 auc = stats.auc_ci(y, per_patient["prob"].to_numpy(), method=s["auc_ci"], seed=s["seed"])
-reader_points = table2[table2["reader"] != snakemake.params.model_reader] if readers is not None else None
-figures.roc_figure(per_patient, reader_points, snakemake.output.roc, auc=auc)
+figures.roc_figure(per_patient, table2, snakemake.output.roc, auc=auc, model_name=model)
 figures.confusion_figure(table2, snakemake.output.confusion)
 histories = {
     int(Path(p).parent.name.split("_")[1]): pd.read_csv(p, sep="\t") for p in snakemake.input.histories

@@ -4,10 +4,10 @@ import json
 from pathlib import Path
 
 import SimpleITK as sitk
+from spinefx.register import register_t1_to_t2
 
 from spinefx import runlog
 from spinefx.jobs import resolve_record
-from spinefx.register import register_t1_to_t2
 
 log = runlog.start(snakemake.log[0], "register_t1_to_t2")
 sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(snakemake.threads)
@@ -15,7 +15,7 @@ patient = snakemake.wildcards.patient
 record = resolve_record(snakemake.params.record, snakemake.input.get("sheet"), patient)
 sidecar = json.loads(Path(snakemake.input.t2_json).read_text())
 truth = points = None
-if "truth" in snakemake.input.keys():
+if snakemake.input.get("truth"):
     from spinefx.demo import read_truth, truth_transform, vertebra_centers
 
     row = read_truth(snakemake.input.truth).set_index("patient_id").loc[patient]
@@ -41,4 +41,6 @@ qc = register_t1_to_t2(
     truth_points=points,
     patient=patient,
 )
-log.info("%s: %s", patient, json.dumps({k: qc[k] for k in qc if k in ("metric_before", "metric_after", "tre_mm")}))
+log.info(
+    "%s: %s", patient, json.dumps({k: qc[k] for k in qc if k in ("metric_before", "metric_after", "tre_mm")})
+)

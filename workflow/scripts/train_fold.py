@@ -12,5 +12,7 @@ fold = int(snakemake.wildcards.fold)
 settings = dict(snakemake.params.settings, threads=snakemake.threads)
 patch_files = {Path(p).stem: Path(p) for p in snakemake.input.patches}
 folds = pd.read_csv(snakemake.input.folds, sep="\t", dtype={"patient_id": str})
-summary = train_fold(patch_files, folds, fold, Path(snakemake.output.model).parent, TrainConfig.from_dict(settings))
+summary = train_fold(
+    patch_files, folds, fold, Path(snakemake.output.model).parent, TrainConfig.from_dict(settings)
+)
 log.info("fold %d done: %s", fold, summary)

@@ -1,0 +1,91 @@
+"""Write a result table twice: a TSV with full precision for machines, Markdown for people.
+
+The Markdown rounds floats to ``float_digits`` and prints p-values the way journals do
+("<0.001"), so a reader never has to open the TSV; the TSV keeps every digit for reanalysis.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spinefx.atomic import atomic_path, write_text
+
+
+def is_p_column(name: str) -> bool:
+    """p-value columns are named ``p``, ``p_value``, ``p_holm``, ``p_...`` or ``..._p``."""
+    n = name.lower()
+    return n == "p" or n.startswith("p_") or n.endswith("_p")
+
+
+def format_p(p: float, *, floor: float = 0.001) -> str:
+    """Journal style: "<0.001" below ``floor``, 3 decimals below 0.1, 2 above; "NA" when missing."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "NA"
+    p = float(p)
+    if p < floor:
+        return f"<{floor:g}"
+    return f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
+
+
+def _cell(value: object, *, p_column: bool, float_digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "NA"
+    if p_column and isinstance(value, (float, np.floating, int, np.integer)):
+        return format_p(float(value))
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        magnitude = abs(value)
+        if magnitude != 0 and (magnitude >= 1e6 or magnitude < 10 ** (-float_digits)):
+            return f"{value:.{float_digits}g}"
+        return f"{value:.{float_digits}f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame, *, title: str | None = None, float_digits: int = 3) -> str:
+    """A GitHub-flavoured Markdown table (numbers right-aligned), optionally under a heading."""
+    cols = [str(c) for c in df.columns]
+    numeric = [
+        pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns
+    ]
+    lines = []
+    if title:
+        lines += [f"## {title}", ""]
+    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |")
+    lines.append("| " + " | ".join("---:" if num else "---" for num in numeric) + " |")
+    p_cols = [is_p_column(c) for c in cols]
+    for row in df.itertuples(index=False, name=None):
+        cells = [_cell(v, p_column=p, float_digits=float_digits) for v, p in zip(row, p_cols, strict=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(
+    df: pd.DataFrame,
+    tsv_path: str | Path,
+    *,
+    title: str | None = None,
+    float_digits: int = 3,
+    markdown: bool = True,
+) -> Path:
+    """Write ``df`` as TSV (full precision, "NA" for missing) and, unless ``markdown`` is False, as
+    Markdown beside it (.md).
+
+    Both files are written atomically; returns the Markdown path (the TSV path without Markdown).
+    """
+    tsv_path = Path(tsv_path)
+    with atomic_path(tsv_path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, na_rep="NA")
+    if not markdown:
+        return tsv_path
+    md_path = tsv_path.with_suffix(".md")
+    write_text(md_path, to_markdown(df, title=title, float_digits=float_digits))
+    return md_path
