@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
+from scipy import linalg, optimize
 from scipy.stats import chi2, fisher_exact, norm, rankdata
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
@@ -418,7 +418,7 @@ def firth_logit(
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     names = list(names) if names is not None else [f"x{i}" for i in range(X.shape[1])]
-    usable = X.std(axis=0) > 0
+    usable = _estimable_columns(X)
     Xd = np.column_stack([np.ones(len(X)), X[:, usable]])
     terms = ["intercept"] + [n for n, u in zip(names, usable, strict=True) if u]
     beta, ll_max = _firth_fit(Xd, y)
@@ -478,8 +478,26 @@ def firth_logit(
     return pd.DataFrame(out)
 
 
+def _estimable_columns(X: np.ndarray) -> np.ndarray:
+    """Columns that can be estimated next to an intercept: not constant, not a linear combination of
+    others. Few patients (a small fold, a small cohort) make binary features collinear, and the
+    Fisher information is then singular; the pivoted QR keeps a maximal independent set, in column
+    order of importance."""
+    varying = X.std(axis=0) > 0
+    keep = np.zeros(X.shape[1], dtype=bool)
+    if not varying.any():
+        return keep
+    idx = np.flatnonzero(varying)
+    centred = X[:, idx] - X[:, idx].mean(axis=0)
+    _, r, pivots = linalg.qr(centred, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    rank = int((diag > diag.max() * 1e-10).sum()) if diag.size else 0
+    keep[idx[pivots[:rank]]] = True
+    return keep
+
+
 def _firth_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray) -> np.ndarray:
-    usable = X_train.std(axis=0) > 0
+    usable = _estimable_columns(X_train)
     beta, _ = _firth_fit(np.column_stack([np.ones(len(X_train)), X_train[:, usable]]), y_train)
     eta = np.column_stack([np.ones(len(X_test)), X_test[:, usable]]) @ beta
     return 1.0 / (1.0 + np.exp(-eta))

@@ -386,3 +386,25 @@ def test_feature_model_constant_feature_and_missing_fold() -> None:
     folds = assign_folds(truth, 5, 0).iloc[1:]  # m000 has no fold
     with pytest.raises(SpinefxError, match="m000"):
         stats.feature_model_cv(feats, labels, folds=folds)
+
+
+def test_feature_model_survives_collinear_features_in_tiny_folds() -> None:
+    """8 patients, 2 folds: the training splits have more features than patients and duplicate
+    columns; the fit keeps an independent set of columns instead of failing on a singular matrix."""
+    rng = np.random.default_rng(4)
+    ids = [f"p{i}" for i in range(8)]
+    labels = ["malignant"] * 4 + ["benign"] * 4
+    feats = pd.DataFrame({"patient_id": ids})
+    for j, f in enumerate(FEATURES):
+        feats[f] = rng.integers(0, 2, 8) if j % 3 else [1, 1, 1, 0, 0, 0, 0, 1]
+    truth = pd.DataFrame({"patient_id": ids, "label": labels})
+    folds = pd.DataFrame({"patient_id": ids, "fold": [1, 2] * 4})
+    summary, coefs = stats.feature_model_cv(feats, truth, folds=folds)
+    values = summary.set_index("metric")["value"]
+    assert np.isfinite(values[["accuracy", "sensitivity", "specificity"]]).all()
+    assert values["accuracy"] == pytest.approx(
+        (values["sensitivity"] * 4 + values["specificity"] * 4) / 8
+    )
+    estimable = coefs.dropna(subset=["coef"])
+    assert 1 < len(estimable) <= 8  # intercept + at most n-1 independent columns
+    assert coefs["term"].tolist()[0] == "intercept"
