@@ -186,3 +186,26 @@ def test_report_is_generated(tiny_run: Path) -> None:
     snakemake(tiny_run, "--configfile", str(TINY), "--report", str(report))
     html = report.read_text(errors="replace")
     assert "table2_diagnostic" in html and "roc.png" in html
+
+
+def test_no_phi_reaches_results_logs_or_report(tiny_run: Path) -> None:
+    from privacy import phi_needles, scan
+
+    from spinefx.demo import demo_phi
+
+    report = tiny_run / "results" / "report.html"
+    if not report.exists():
+        snakemake(tiny_run, "--configfile", str(TINY), "--report", str(report))
+    patients = pd.read_csv(tiny_run / "results" / "demo" / "patients.tsv", sep="\t")
+    needles: set[bytes] = set()
+    for pid in patients["patient_id"]:
+        needles |= phi_needles(demo_phi(3, pid))
+    # The input DICOM does carry the PHI: prove the scan would find it there.
+    dicom = tiny_run / "results" / "demo" / "dicom"
+    assert scan([dicom], needles), "the demo DICOM should hold PHI; the scan or demo_phi is broken"
+    hits = scan(
+        [tiny_run / "results", tiny_run / "logs", tiny_run / "benchmarks", tiny_run / ".snakemake" / "log"],
+        needles,
+        exclude=[tiny_run / "results" / "demo" / "dicom"],
+    )
+    assert hits == []

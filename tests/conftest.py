@@ -1,0 +1,6 @@
+"""Test helpers in tests/ (dicom_fixtures, privacy) are importable by name."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))

@@ -1,0 +1,87 @@
+"""Scan a finished run for the demo cohort's fake PHI (used by the workflow tests).
+
+The demo writes realistic identity values into every DICOM header (spinefx.demo.demo_phi). None of
+them may appear in anything the workflow writes: results/ (outside the input cohort results/demo/),
+logs/, benchmarks/ and the HTML report — including inside gzip streams (NIfTI), HDF5 attributes, PNG
+text chunks and base64-embedded report content.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+BASE64_BLOB = re.compile(rb"[A-Za-z0-9+/]{200,}={0,2}")
+
+
+def phi_needles(phi: dict[str, str]) -> set[bytes]:
+    """Byte strings to look for: each value, and the parts of DICOM person names (Doe^John)."""
+    needles: set[str] = set()
+    for key, value in phi.items():
+        if key in ("PatientSex", "PatientAge"):
+            continue  # not identifying on their own ("M", "067Y")
+        value = str(value).strip()
+        if len(value) >= 4:
+            needles.add(value)
+        if "^" in value:
+            needles.update(part for part in value.split("^") if len(part) >= 4)
+            needles.add(" ".join(p for p in value.split("^") if p))
+    return {n.encode() for n in needles} | {n.lower().encode() for n in needles}
+
+
+def _gunzip(data: bytes) -> bytes:
+    """The decompressed stream, or nothing when it is not valid gzip."""
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError):
+        return b""
+
+
+def _inflate(data: bytes) -> bytes:
+    try:
+        return zlib.decompressobj().decompress(data)
+    except zlib.error:
+        return b""
+
+
+def _views(path: Path, data: bytes) -> Iterator[bytes]:
+    """The file's bytes, and every decodable layer inside it."""
+    yield data
+    if data[:2] == b"\x1f\x8b":
+        yield _gunzip(data)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        for match in re.finditer(rb"zTXt|iTXt", data):
+            chunk = data[match.end() : match.end() + 4096]
+            start = chunk.find(b"\x00\x00")
+            if start >= 0:
+                yield _inflate(chunk[start + 2 :])
+    if path.suffix in (".html", ".htm", ".json", ".txt"):
+        for blob in BASE64_BLOB.findall(data):
+            try:
+                decoded = base64.b64decode(blob + b"=" * (-len(blob) % 4))
+            except ValueError:
+                continue
+            yield decoded
+            if decoded[:2] == b"\x1f\x8b":
+                yield _gunzip(decoded)
+
+
+def scan(roots: Iterable[Path], needles: set[bytes], exclude: Iterable[Path] = ()) -> list[str]:
+    """Every (file, value) where a needle occurs; an empty list means the run is clean."""
+    excluded = [p.resolve() for p in exclude]
+    hits = []
+    for root in roots:
+        if not root.exists():
+            continue
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if any(path.resolve().is_relative_to(e) for e in excluded):
+                continue
+            for view in _views(path, path.read_bytes()):
+                for needle in needles:
+                    if needle in view:
+                        hits.append(f"{path}: {needle.decode(errors='replace')}")
+    return hits
