@@ -33,6 +33,7 @@ localrules:
     all,
     assign_folds,
     merge_predictions,
+    run_info,
 
 
 rule all:

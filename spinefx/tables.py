@@ -1,4 +1,4 @@
-"""Write a result table twice: a TSV with full precision for machines, Markdown for people.
+"""Write a result table for machines (TSV, full precision) and for people (Markdown, HTML).
 
 The Markdown rounds floats to ``float_digits`` and prints p-values the way journals do
 ("<0.001"), so a reader never has to open the TSV; the TSV keeps every digit for reanalysis.
@@ -6,6 +6,7 @@ The Markdown rounds floats to ``float_digits`` and prints p-values the way journ
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
@@ -68,6 +69,35 @@ def to_markdown(df: pd.DataFrame, *, title: str | None = None, float_digits: int
     return "\n".join(lines) + "\n"
 
 
+HTML_STYLE = (
+    "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+    "th,td{border:1px solid #ccc;padding:2px 8px}td.num{text-align:right}th{background:#eee}"
+)
+
+
+def to_html(df: pd.DataFrame, *, title: str | None = None, float_digits: int = 3) -> str:
+    """A standalone HTML page with the table formatted as in the Markdown (for the Snakemake report)."""
+    cols = [str(c) for c in df.columns]
+    p_cols = [is_p_column(c) for c in cols]
+    numeric = [
+        pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns
+    ]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = []
+    for row in df.itertuples(index=False, name=None):
+        cells = [
+            f'<td class="{"num" if num else "txt"}">'
+            f"{html.escape(_cell(v, p_column=p, float_digits=float_digits).replace(chr(92) + '|', '|'))}</td>"
+            for v, p, num in zip(row, p_cols, numeric, strict=True)
+        ]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    heading = f"<h3>{html.escape(title)}</h3>" if title else ""
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><style>{HTML_STYLE}</style></head><body>'
+        f"{heading}<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></body></html>\n"
+    )
+
+
 def write_table(
     df: pd.DataFrame,
     tsv_path: str | Path,
@@ -75,9 +105,10 @@ def write_table(
     title: str | None = None,
     float_digits: int = 3,
     markdown: bool = True,
+    html_page: bool = False,
 ) -> Path:
     """Write ``df`` as TSV (full precision, "NA" for missing) and, unless ``markdown`` is False, as
-    Markdown beside it (.md).
+    Markdown beside it (.md); with ``html_page`` also as a standalone HTML page (.html) for the report.
 
     Both files are written atomically; returns the Markdown path (the TSV path without Markdown).
     """
@@ -88,4 +119,6 @@ def write_table(
         return tsv_path
     md_path = tsv_path.with_suffix(".md")
     write_text(md_path, to_markdown(df, title=title, float_digits=float_digits))
+    if html_page:
+        write_text(tsv_path.with_suffix(".html"), to_html(df, title=title, float_digits=float_digits))
     return md_path

@@ -402,9 +402,7 @@ def test_feature_model_survives_collinear_features_in_tiny_folds() -> None:
     summary, coefs = stats.feature_model_cv(feats, truth, folds=folds)
     values = summary.set_index("metric")["value"]
     assert np.isfinite(values[["accuracy", "sensitivity", "specificity"]]).all()
-    assert values["accuracy"] == pytest.approx(
-        (values["sensitivity"] * 4 + values["specificity"] * 4) / 8
-    )
+    assert values["accuracy"] == pytest.approx((values["sensitivity"] * 4 + values["specificity"] * 4) / 8)
     estimable = coefs.dropna(subset=["coef"])
     assert 1 < len(estimable) <= 8  # intercept + at most n-1 independent columns
     assert coefs["term"].tolist()[0] == "intercept"

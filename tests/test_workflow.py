@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import pandas as pd
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-TINY = REPO / "tests" / "config" / "tiny.yaml"
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
-    return proc
+from workflow_run import TINY, snakemake
 
 
 def planned_jobs(output: str) -> dict[str, int]:
@@ -45,6 +32,7 @@ def test_dry_run_default_config_plans_every_rule(tmp_path: Path) -> None:
         "merge_predictions": 1,
         "stats_tables": 1,
         "figures": 1,
+        "run_info": 1,
         "all": 1,
     }
 
@@ -106,14 +94,6 @@ def test_bad_config_fails_before_any_job(tmp_path: Path, text: str, needle: str)
     assert proc.returncode != 0
     assert needle in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole DAG on the tiny demo config (8 patients, 2 folds, 1 epoch), once for this module."""
-    workdir = tmp_path_factory.mktemp("tiny")
-    snakemake(workdir, "--cores", "2", "--configfile", str(TINY))
-    return workdir
 
 
 def test_tiny_run_writes_every_output_of_the_design(tiny_run: Path) -> None:
@@ -182,10 +162,8 @@ def test_complete_run_has_nothing_left_to_do(tiny_run: Path) -> None:
 
 
 def test_report_is_generated(tiny_run: Path) -> None:
-    report = tiny_run / "results" / "report.html"
-    snakemake(tiny_run, "--configfile", str(TINY), "--report", str(report))
-    html = report.read_text(errors="replace")
-    assert "table2_diagnostic" in html and "roc.png" in html
+    html = (tiny_run / "results" / "report.html").read_text(errors="replace")
+    assert "table2_diagnostic.html" in html and "roc.png" in html and "run_info.html" in html
 
 
 def test_no_phi_reaches_results_logs_or_report(tiny_run: Path) -> None:
@@ -193,9 +171,6 @@ def test_no_phi_reaches_results_logs_or_report(tiny_run: Path) -> None:
 
     from spinefx.demo import demo_phi
 
-    report = tiny_run / "results" / "report.html"
-    if not report.exists():
-        snakemake(tiny_run, "--configfile", str(TINY), "--report", str(report))
     patients = pd.read_csv(tiny_run / "results" / "demo" / "patients.tsv", sep="\t")
     needles: set[bytes] = set()
     for pid in patients["patient_id"]:

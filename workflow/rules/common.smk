@@ -124,7 +124,9 @@ def table_outputs():
     tables = ["table2_diagnostic", "mcnemar", "model_auc"]
     if FEATURES_SHEET:
         tables += ["table1_features", "feature_model", "feature_model_coefficients"]
-    return expand("results/tables/{table}.{ext}", table=tables, ext=["tsv", "md"])
+    return expand(
+        "results/tables/{table}.{ext}", table=tables, ext=["tsv", "md", "html"]
+    )
 
 
 def figure_outputs():
@@ -136,6 +138,7 @@ def figure_outputs():
 
 def all_outputs():
     return [
+        "results/run_info.tsv",
         expand("results/registration/{patient}/qc.json", patient=PATIENTS),
         "results/predictions/per_patient.tsv",
         table_outputs(),

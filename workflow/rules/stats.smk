@@ -32,11 +32,15 @@ rule stats_tables:
         folds="results/folds.tsv",
     output:
         [
-            report(
-                path,
-                caption="../report/tables.rst",
-                category="Tables",
-                labels={"table": Path(path).stem, "format": Path(path).suffix[1:]},
+            (
+                report(
+                    path,
+                    caption="../report/tables.rst",
+                    category="Tables",
+                    labels={"table": Path(path).stem},
+                )
+                if path.endswith(".html")
+                else path
             )
             for path in table_outputs()
         ],
@@ -68,21 +72,25 @@ rule figures:
             "results/figures/roc.png",
             caption="../report/roc.rst",
             category="Figures",
+            labels={"figure": "roc"},
         ),
         curves=report(
             "results/figures/training_curves.png",
             caption="../report/training_curves.rst",
             category="Figures",
+            labels={"figure": "training_curves"},
         ),
         confusion=report(
             "results/figures/confusion.png",
             caption="../report/confusion.rst",
             category="Figures",
+            labels={"figure": "confusion"},
         ),
         saliency=report(
             "results/figures/saliency.png",
             caption="../report/saliency.rst",
             category="Figures",
+            labels={"figure": "saliency"},
         ),
     log:
         "logs/figures.log",
@@ -96,3 +104,25 @@ rule figures:
         model_reader=MODEL_READER,
     script:
         "../scripts/figures.py"
+
+
+rule run_info:
+    input:
+        folds="results/folds.tsv",
+    output:
+        tsv="results/run_info.tsv",
+        md="results/run_info.md",
+        html=report(
+            "results/run_info.html",
+            caption="../report/run_info.rst",
+            category="Run",
+        ),
+    log:
+        "logs/run_info.log",
+    conda:
+        "../../envs/statistics.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/run_info.py"

@@ -1,5 +1,6 @@
 """The paper's tables: Table 1 (Fisher), Table 2 (readers + model, with CIs), McNemar, AUC, feature model."""
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -8,6 +9,7 @@ from spinefx import runlog, sheets, stats
 from spinefx.tables import write_table
 
 log = runlog.start(snakemake.log[0], "stats_tables")
+publish = partial(write_table, html_page=True)  # TSV + Markdown + HTML for the report
 s = snakemake.params.settings
 model = snakemake.params.model_reader
 out = {Path(p).stem: Path(p) for p in snakemake.params.tables if p.endswith(".tsv")}
@@ -18,12 +20,12 @@ if snakemake.input.get("readers"):
     readers = sheets.load_readers(snakemake.input.readers, truth["patient_id"])
     calls = pd.concat([readers, calls], ignore_index=True)
 
-write_table(
+publish(
     stats.diagnostic_table(calls, truth, ci_method=s["ci_method"]),
     out["table2_diagnostic"],
     title=f"Table 2: diagnostic performance of the readers and the model (95% CI, {s['ci_method']})",
 )
-write_table(
+publish(
     stats.mcnemar_pairs(calls, truth, exact=s["mcnemar_exact"]),
     out["mcnemar"],
     title="McNemar tests between readers (malignant subset: sensitivity; benign subset: specificity)",
@@ -35,24 +37,24 @@ auc_rows = pd.concat(
     [pd.DataFrame([{"fold": "all", **auc}]), per_fold.assign(fold=per_fold["fold"].astype(str))],
     ignore_index=True,
 )
-write_table(auc_rows, out["model_auc"], title=f"{model}: per-patient ROC AUC with 95% CI")
+publish(auc_rows, out["model_auc"], title=f"{model}: per-patient ROC AUC with 95% CI")
 log.info("model AUC %.3f (95%% CI %.3f-%.3f, %s)", auc["auc"], auc["lo"], auc["hi"], auc["method"])
 
 if snakemake.input.get("features"):
     features = sheets.load_features(snakemake.input.features, truth["patient_id"])
-    write_table(
+    publish(
         stats.table1_features(features, truth),
         out["table1_features"],
         title="Table 1: imaging features by class (Fisher's exact test, two-sided; Holm-adjusted p)",
     )
     folds = pd.read_csv(snakemake.input.folds, sep="\t", dtype={"patient_id": str})
     summary, coefficients = stats.feature_model_cv(features, truth, folds=folds, ci_method=s["ci_method"])
-    write_table(
+    publish(
         summary,
         out["feature_model"],
         title="Logistic regression (Firth) on the 15 features, cross-validated on the network's folds",
     )
-    write_table(
+    publish(
         coefficients,
         out["feature_model_coefficients"],
         title="Feature model fitted on all patients: odds ratios with 95% profile-likelihood CI",

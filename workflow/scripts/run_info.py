@@ -1,0 +1,11 @@
+"""Describe the run (cohort size, protocol, versions) for the report's landing page."""
+
+import pandas as pd
+
+from spinefx import runlog
+from spinefx.runinfo import run_info
+from spinefx.tables import write_table
+
+log = runlog.start(snakemake.log[0], "run_info")
+folds = pd.read_csv(snakemake.input.folds, sep="\t", dtype={"patient_id": str})
+write_table(run_info(snakemake.config, folds), snakemake.output.tsv, title="What was run", html_page=True)
