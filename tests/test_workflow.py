@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
-from workflow_run import TINY, snakemake
+
+from workflow_run import REPO, SNAKEMAKE, TINY, snakemake
 
 
 def planned_jobs(output: str) -> dict[str, int]:
@@ -167,9 +174,9 @@ def test_report_is_generated(tiny_run: Path) -> None:
 
 
 def test_no_phi_reaches_results_logs_or_report(tiny_run: Path) -> None:
-    from privacy import phi_needles, scan
-
     from spinefx.demo import demo_phi
+
+    from privacy import phi_needles, scan
 
     patients = pd.read_csv(tiny_run / "results" / "demo" / "patients.tsv", sep="\t")
     needles: set[bytes] = set()
@@ -184,3 +191,50 @@ def test_no_phi_reaches_results_logs_or_report(tiny_run: Path) -> None:
         exclude=[tiny_run / "results" / "demo" / "dicom"],
     )
     assert hits == []
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("locks"))
+    return dst
+
+
+def test_same_seed_same_patches_and_folds_bitwise(tiny_run: Path, tmp_path: Path) -> None:
+    run = copy_run(tiny_run, tmp_path / "run")
+    patch, folds = run / "results/patches/demo_002.h5", run / "results/folds.tsv"
+    with h5py.File(patch) as h5:
+        before = {name: h5[name][()] for name in ("original", "augmented")}
+    folds_before = folds.read_bytes()
+    patch.unlink()
+    (run / "results/patches/original/demo_002.h5").unlink()
+    folds.unlink()
+    snakemake(
+        run, "--cores", "2", "--configfile", str(TINY), str(patch.relative_to(run)), "results/folds.tsv"
+    )
+    with h5py.File(patch) as h5:
+        for name, array in before.items():
+            assert np.array_equal(h5[name][()], array), name
+    assert folds.read_bytes() == folds_before
+
+
+def test_killed_run_is_redone_and_ends_as_an_uninterrupted_one(tiny_run: Path, tmp_path: Path) -> None:
+    """Kill the whole Snakemake process group while fold 1 trains; the rerun redoes the job and its
+    predictions equal those of the uninterrupted run."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    expected = (tiny_run / "results/train/fold_1/predictions.tsv").read_bytes()
+    log = run / "logs/train_fold/fold_1.log"
+    log.unlink()
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(run), "--cores", "2"]
+    cmd += ["--configfile", str(TINY), "--forcerun", "results/train/fold_1/model.pt"]
+    proc = subprocess.Popen(
+        cmd, cwd=run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    while not (log.exists() and "epoch" in log.read_text()) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    plan = snakemake(run, "-n", "--configfile", str(TINY))
+    assert "train_fold" in plan.stdout + plan.stderr, "an interrupted training job must be redone"
+    snakemake(run, "--cores", "2", "--configfile", str(TINY))
+    assert (run / "results/train/fold_1/predictions.tsv").read_bytes() == expected

@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-from spinefx.demo import write_demo_cohort
-
 from spinefx import runlog
+from spinefx.demo import write_demo_cohort
 
 log = runlog.start(snakemake.log[0], "demo_cohort")
 demo = snakemake.params.demo

@@ -3,14 +3,11 @@
 import json
 from pathlib import Path
 
-import SimpleITK as sitk
-from spinefx.register import register_t1_to_t2
-
 from spinefx import runlog
 from spinefx.jobs import resolve_record
+from spinefx.register import register_t1_to_t2
 
 log = runlog.start(snakemake.log[0], "register_t1_to_t2")
-sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(snakemake.threads)
 patient = snakemake.wildcards.patient
 record = resolve_record(snakemake.params.record, snakemake.input.get("sheet"), patient)
 sidecar = json.loads(Path(snakemake.input.t2_json).read_text())
@@ -26,10 +23,13 @@ qc = register_t1_to_t2(
     snakemake.input.t2,
     Path(snakemake.output.tfm).parent,
     transform=s["transform"],
+    initialisation=s["initialisation"],
+    histogram_bins=s["histogram_bins"],
     shrink_factors=tuple(s["shrink_factors"]),
     smoothing_mm=tuple(s["smoothing_mm"]),
     iterations=s["iterations"],
     sampling_fraction=s["sampling_fraction"],
+    n_threads=snakemake.threads,
     seed=s["seed"],
     max_translation_mm=s["max_translation_mm"],
     max_rotation_deg=s["max_rotation_deg"],

@@ -1,0 +1,552 @@
+"""Rigid (or affine) registration of the T1W series onto the T2W series, with proof that it worked.
+
+Why this is more than a call to SimpleITK: a registration always "converges" to something. Here the
+metric is evaluated before and after on identical samples, the motion is compared with configurable
+limits, and a result that got worse or moved implausibly far fails (or warns, by config) instead of
+silently feeding misaligned channels to the classifier. Reruns are bitwise identical (fixed seed).
+
+Convention (shared): fixed = T2, moving = T1; the transform maps a T2 physical point (LPS mm) to the
+corresponding T1 physical point, so ``sitk.Resample(t1, t2, tfm)`` puts T1 on the T2 grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from spinefx.atomic import atomic_path
+from spinefx.errors import SpinefxError
+
+TRANSFORMS = ("rigid", "affine")
+INITIALISATIONS = ("geometry", "scanner")
+
+
+class RegistrationWarning(UserWarning):
+    """A registration check failed but the run was configured to continue (on_failure="warn")."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Small geometry helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def image_centre(image: sitk.Image) -> np.ndarray:
+    """Physical centre (LPS mm) of an image's field of view."""
+    size = np.asarray(image.GetSize(), float)
+    return np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple((size - 1) / 2)))
+
+
+def transform_points(transform: sitk.Transform, points_mm: np.ndarray) -> np.ndarray:
+    """Apply ``transform`` to each row of an (n, 3) array of physical points (mm)."""
+    return np.array(
+        [transform.TransformPoint(tuple(float(v) for v in p)) for p in np.asarray(points_mm, float)]
+    )
+
+
+def target_registration_error(
+    truth: sitk.Transform, estimate: sitk.Transform, points_mm: np.ndarray
+) -> tuple[float, float]:
+    """(mean, max) distance in mm between where the truth and the estimate send each point."""
+    d = np.linalg.norm(transform_points(truth, points_mm) - transform_points(estimate, points_mm), axis=1)
+    return float(d.mean()), float(d.max())
+
+
+def _matrix(transform: sitk.Transform, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Linear part (by finite differences, so any transform type works) and displacement of ``centre``."""
+    c = np.asarray(centre, float)
+    tc = np.asarray(transform.TransformPoint(tuple(c)))
+    m = np.column_stack([np.asarray(transform.TransformPoint(tuple(c + e))) - tc for e in np.eye(3)])
+    return m, tc - c
+
+
+def motion(transform: sitk.Transform, fixed: sitk.Image) -> dict:
+    """How far the transform moves the T2 field of view: rotation (deg), translation of its centre and
+    largest displacement of its corners (mm). Measured against identity, i.e. the scanner frame."""
+    centre = image_centre(fixed)
+    m, shift = _matrix(transform, centre)
+    u, _, vt = np.linalg.svd(m)
+    rot = u @ vt  # nearest rotation (polar decomposition), also for affine transforms
+    angle = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(rot) - 1) / 2))))
+    size = np.asarray(fixed.GetSize()) - 1
+    corners = [
+        fixed.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in size * np.array(b)))
+        for b in np.ndindex(2, 2, 2)
+    ]
+    corners = np.asarray(corners)
+    disp = np.linalg.norm(transform_points(transform, corners) - corners, axis=1)
+    return {
+        "rotation_deg": angle,
+        "translation_mm": float(np.linalg.norm(shift)),
+        "translation_vector_mm": shift.tolist(),
+        "max_corner_displacement_mm": float(disp.max()),
+        "scale_factors": np.linalg.svd(m, compute_uv=False).tolist(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration core (no files)
+# ---------------------------------------------------------------------------------------------
+
+
+def _initial_transform(
+    fixed: sitk.Image, moving: sitk.Image, transform: str, initialisation: str
+) -> sitk.Transform:
+    base = sitk.Euler3DTransform() if transform == "rigid" else sitk.AffineTransform(3)
+    tx = sitk.CenteredTransformInitializer(
+        fixed, moving, base, sitk.CenteredTransformInitializerFilter.GEOMETRY
+    )
+    if initialisation == "scanner":
+        # keep the rotation centre at the T2 FOV centre but trust the shared scanner frame for position
+        tx = sitk.Euler3DTransform(tx) if transform == "rigid" else sitk.AffineTransform(tx)
+        tx.SetTranslation((0.0, 0.0, 0.0))
+    return tx
+
+
+@contextlib.contextmanager
+def _itk_threads(n_threads: int | None) -> Iterator[None]:
+    """Run ITK with ``n_threads`` (None: leave as is). The registration method's own thread setting
+    does not reach every filter/metric it builds internally, so the global default is set and restored."""
+    if not n_threads:
+        yield
+        return
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(n_threads))
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
+def _copy(tx: sitk.Transform) -> sitk.Transform:
+    return sitk.Euler3DTransform(tx) if tx.GetName() == "Euler3DTransform" else sitk.AffineTransform(tx)
+
+
+def metric_value(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    transform: sitk.Transform,
+    *,
+    bins: int = 16,
+    n_threads: int | None = None,
+) -> float:
+    """Mattes MI (ITK sign: lower is better) over every fixed voxel, so before/after use the same samples."""
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+    method.SetMetricSamplingStrategy(method.NONE)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetInitialTransform(_copy(transform), inPlace=True)
+    if n_threads:
+        method.SetNumberOfThreads(n_threads)
+    with _itk_threads(n_threads):
+        return float(method.MetricEvaluate(fixed, moving))
+
+
+def estimate_t1_to_t2(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    *,
+    transform: str = "rigid",
+    initialisation: str = "geometry",
+    shrink_factors: Sequence[int] = (4, 2, 1),
+    smoothing_mm: Sequence[float] = (2.0, 1.0, 1.0),
+    iterations: int = 200,
+    sampling: str = "random",
+    sampling_fraction: float | Sequence[float] = (0.5, 0.2, 0.1),
+    seed: int = 20220601,
+    histogram_bins: int = 16,
+    learning_rate: float = 2.0,
+    min_step: float = 1e-3,
+    relaxation_factor: float = 0.5,
+    optimizer: str = "rsgd",
+    n_threads: int | None = 1,
+) -> tuple[sitk.Transform, dict]:
+    """Register ``moving`` (T1) to ``fixed`` (T2); return the T2->T1 transform and a report dict.
+
+    Mattes MI, multi-resolution (shrink factors, Gaussian smoothing sigmas in mm), regular-step
+    gradient descent with scales from physical shift (a unit step moves voxels ~1 mm whatever the
+    parameter). Defaults were tuned on 34 demo patients (6 seeds): 16 histogram bins and 1 mm
+    smoothing at full resolution keep the MI optimum from drifting on 4 mm sagittal slices
+    (32 bins / no smoothing: mean TRE 0.26 mm, worst 0.71 mm; these: 0.15 mm, worst 0.39 mm);
+    ``sampling_fraction`` may give one fraction per level (coarse levels are small, so sample more).
+    Sampling uses ``seed`` so the same inputs give the same transform bit for bit.
+    ``n_threads`` defaults to 1: ITK's multi-threaded metric sums in a varying order, so more
+    threads are faster but no longer bitwise reproducible (None = ITK's default).
+    If the optimiser diverges (the images stop overlapping) the initial transform is returned and
+    the report says ``diverged: true``.
+    """
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
+    if initialisation not in INITIALISATIONS:
+        raise ValueError(f"initialisation must be one of {INITIALISATIONS}, got {initialisation!r}")
+    if len(shrink_factors) != len(smoothing_mm):
+        raise ValueError("shrink_factors and smoothing_mm need one entry per resolution level")
+    if optimizer not in ("rsgd", "cgls", "gdls"):
+        raise ValueError("optimizer must be 'rsgd', 'cgls' or 'gdls'")
+    if sampling not in ("random", "regular", "none"):
+        raise ValueError("sampling must be 'random', 'regular' or 'none'")
+    fractions = [float(f) for f in np.atleast_1d(sampling_fraction)]
+    if len(fractions) == 1:
+        fractions = fractions * len(shrink_factors)
+    if len(fractions) != len(shrink_factors) or not all(0 < f <= 1 for f in fractions):
+        raise ValueError("sampling_fraction: one value in (0, 1], or one per resolution level")
+    if seed <= 0:
+        raise ValueError("seed must be a positive integer (0 means 'wall clock' to ITK: not reproducible)")
+    fixed = sitk.Cast(fixed, sitk.sitkFloat32)
+    moving = sitk.Cast(moving, sitk.sitkFloat32)
+    tx = _initial_transform(fixed, moving, transform, initialisation)
+    initial = _copy(tx)
+
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=histogram_bins)
+    strategy = {"random": method.RANDOM, "regular": method.REGULAR, "none": method.NONE}[sampling]
+    method.SetMetricSamplingStrategy(strategy)
+    if sampling != "none":
+        method.SetMetricSamplingPercentagePerLevel(fractions, seed)
+    method.SetInterpolator(sitk.sitkLinear)
+    if optimizer == "rsgd":
+        method.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=learning_rate,
+            minStep=min_step,
+            numberOfIterations=iterations,
+            relaxationFactor=relaxation_factor,
+            gradientMagnitudeTolerance=1e-8,
+        )
+    elif optimizer == "cgls":
+        method.SetOptimizerAsConjugateGradientLineSearch(
+            learningRate=learning_rate,
+            numberOfIterations=iterations,
+            convergenceMinimumValue=1e-6,
+            convergenceWindowSize=10,
+            maximumStepSizeInPhysicalUnits=learning_rate,
+        )
+    else:
+        method.SetOptimizerAsGradientDescentLineSearch(
+            learningRate=learning_rate,
+            numberOfIterations=iterations,
+            convergenceMinimumValue=1e-6,
+            convergenceWindowSize=10,
+            maximumStepSizeInPhysicalUnits=learning_rate,
+        )
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel([int(s) for s in shrink_factors])
+    method.SetSmoothingSigmasPerLevel([float(s) for s in smoothing_mm])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    method.SetInitialTransform(tx, inPlace=True)
+    if n_threads:
+        method.SetNumberOfThreads(n_threads)
+
+    per_level: list[int] = []
+    method.AddCommand(sitk.sitkStartEvent, lambda: per_level.clear())
+    method.AddCommand(sitk.sitkMultiResolutionIterationEvent, lambda: per_level.append(0))
+
+    def _count() -> None:
+        if per_level:
+            per_level[-1] += 1
+
+    method.AddCommand(sitk.sitkIterationEvent, _count)
+    start = time.perf_counter()
+    diverged = None
+    try:
+        with _itk_threads(n_threads):
+            method.Execute(fixed, moving)
+        stop = method.GetOptimizerStopConditionDescription()
+        final_metric = float(method.GetMetricValue())
+    except RuntimeError as exc:  # ITK gives up when the images stop overlapping
+        diverged = str(exc).strip().splitlines()[-1]
+        tx = _copy(initial)
+        stop = f"diverged: {diverged}"
+        final_metric = None
+    seconds = time.perf_counter() - start
+
+    report = {
+        "transform_type": transform,
+        "initialisation": initialisation,
+        "initial_parameters": list(initial.GetParameters()),
+        "parameters": list(tx.GetParameters()),
+        "fixed_parameters": list(tx.GetFixedParameters()),
+        "iterations": int(sum(per_level)),
+        "iterations_per_level": per_level,
+        "stop_condition": stop,
+        "diverged": diverged is not None,
+        "metric_final_level": final_metric,
+        "seconds": seconds,
+        "settings": {
+            "metric": "MattesMutualInformation",
+            "histogram_bins": histogram_bins,
+            "sampling": sampling,
+            "sampling_fraction": fractions,
+            "seed": seed,
+            "shrink_factors": [int(s) for s in shrink_factors],
+            "smoothing_mm": [float(s) for s in smoothing_mm],
+            "optimizer": {
+                "rsgd": "RegularStepGradientDescent",
+                "cgls": "ConjugateGradientLineSearch",
+                "gdls": "GradientDescentLineSearch",
+            }[optimizer],
+            "learning_rate": learning_rate,
+            "min_step": min_step,
+            "relaxation_factor": relaxation_factor,
+            "max_iterations_per_level": iterations,
+            "scales": "physical shift",
+        },
+    }
+    return tx, report
+
+
+# ---------------------------------------------------------------------------------------------
+# QC picture
+# ---------------------------------------------------------------------------------------------
+
+
+def _normalise(slice_2d: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(slice_2d, [1, 99])
+    return np.clip((slice_2d - lo) / (hi - lo + 1e-12), 0, 1)
+
+
+def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
+    rows, cols = a.shape
+    r = (np.arange(rows)[:, None] * tiles // max(rows, 1)) % 2
+    c = (np.arange(cols)[None, :] * tiles // max(cols, 1)) % 2
+    return np.where((r + c) % 2 == 0, a, b)
+
+
+def _write_qc_png(
+    path: Path,
+    fixed: sitk.Image,
+    before: sitk.Image,
+    after: sitk.Image,
+    k: int,
+    title: str,
+) -> None:
+    """T2 slice k, then T2/T1 checkerboards before and after registration (edges of T2 in red)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import ndimage
+
+    t2 = _normalise(sitk.GetArrayViewFromImage(fixed)[k].astype(float))
+    panels = [("T2W", t2)]
+    for name, img in (("before", before), ("after", after)):
+        t1 = _normalise(sitk.GetArrayViewFromImage(img)[k].astype(float))
+        panels.append((f"checkerboard T2/T1 {name}", _checkerboard(t2, t1)))
+    edges = np.hypot(ndimage.sobel(t2, 0), ndimage.sobel(t2, 1))
+    edges = edges > np.percentile(edges, 92)
+    sx, sy = fixed.GetSpacing()[:2]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 5.2))
+    for i, (ax, (name, img)) in enumerate(zip(axes, panels, strict=True)):
+        ax.imshow(img, cmap="gray", aspect=sy / sx, interpolation="nearest")
+        if i:
+            overlay = np.zeros((*edges.shape, 4))
+            overlay[edges] = (1.0, 0.2, 0.1, 0.6)
+            ax.imshow(overlay, aspect=sy / sx, interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=80)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API: files in, files out
+# ---------------------------------------------------------------------------------------------
+
+
+def register_t1_to_t2(
+    t1_nii: Path | str,
+    t2_nii: Path | str,
+    out_dir: Path | str,
+    *,
+    transform: str = "rigid",
+    initialisation: str = "geometry",
+    shrink_factors: Sequence[int] = (4, 2, 1),
+    smoothing_mm: Sequence[float] = (2.0, 1.0, 1.0),
+    iterations: int = 200,
+    sampling: str = "random",
+    sampling_fraction: float | Sequence[float] = (0.5, 0.2, 0.1),
+    seed: int = 20220601,
+    histogram_bins: int = 16,
+    learning_rate: float = 2.0,
+    min_step: float = 1e-3,
+    relaxation_factor: float = 0.5,
+    optimizer: str = "rsgd",
+    max_translation_mm: float = 20.0,
+    max_rotation_deg: float = 10.0,
+    on_failure: str = "error",
+    qc_slice: int | None = None,
+    truth: sitk.Transform | None = None,
+    truth_points: np.ndarray | None = None,
+    patient: str | None = None,
+    n_threads: int | None = 1,
+) -> dict:
+    """Register T1 (moving) onto T2 (fixed) and write, atomically, into ``out_dir``:
+    ``t1_to_t2.tfm`` (T2 point -> T1 point), ``t1_in_t2.nii.gz`` (T1 resampled on the T2 grid),
+    ``qc.json`` and ``qc.png`` (slice ``qc_slice`` of T2, default the middle one).
+
+    Checks: the metric (Mattes MI, lower is better) must not get worse, the rotation must stay
+    within ``max_rotation_deg`` and the translation of the T2 FOV centre within ``max_translation_mm``.
+    A failed check raises SpinefxError (``on_failure="error"``; qc.json/qc.png are still written
+    to show why) or warns and writes everything (``on_failure="warn"``). With ``truth`` (T2->T1, the
+    same convention) and ``truth_points`` (n x 3, T2 space, mm), qc.json carries ``tre_mm`` (mean)
+    and ``tre_max_mm``. Returns the qc dict.
+    """
+    if on_failure not in ("error", "warn"):
+        raise ValueError("on_failure must be 'error' or 'warn'")
+    t1_nii, t2_nii, out_dir = Path(t1_nii), Path(t2_nii), Path(out_dir)
+    fixed = _read(t2_nii, patient)
+    moving = _read(t1_nii, patient)
+    tx, report = estimate_t1_to_t2(
+        fixed,
+        moving,
+        transform=transform,
+        initialisation=initialisation,
+        shrink_factors=shrink_factors,
+        smoothing_mm=smoothing_mm,
+        iterations=iterations,
+        sampling=sampling,
+        sampling_fraction=sampling_fraction,
+        seed=seed,
+        histogram_bins=histogram_bins,
+        learning_rate=learning_rate,
+        min_step=min_step,
+        relaxation_factor=relaxation_factor,
+        optimizer=optimizer,
+        n_threads=n_threads,
+    )
+    fixed_f = sitk.Cast(fixed, sitk.sitkFloat32)
+    moving_f = sitk.Cast(moving, sitk.sitkFloat32)
+    initial = _initial_transform(fixed_f, moving_f, transform, initialisation)
+    before = _safe_metric(fixed_f, moving_f, initial, histogram_bins, n_threads)
+    after = _safe_metric(fixed_f, moving_f, tx, histogram_bins, n_threads)
+    identity = _safe_metric(fixed_f, moving_f, sitk.Euler3DTransform(), histogram_bins, n_threads)
+    moved = motion(tx, fixed)
+    qc = {
+        "patient_id": patient,
+        "fixed": "t2",
+        "moving": "t1",
+        "convention": "transform maps T2 physical points (LPS mm) to T1 physical points",
+        "metric": "MattesMutualInformation (negative MI; lower is better)",
+        "metric_before": before,
+        "metric_after": after,
+        "metric_identity": identity,
+        **{k: v for k, v in report.items() if k != "settings"},
+        "parameters_settings": report["settings"],
+        "motion": moved,
+        "limits": {"max_translation_mm": max_translation_mm, "max_rotation_deg": max_rotation_deg},
+    }
+    if truth is not None:
+        points = np.asarray(truth_points if truth_points is not None else [image_centre(fixed)], float)
+        qc["tre_mm"], qc["tre_max_mm"] = target_registration_error(truth, tx, points)
+        qc["tre_mm_before"], _ = target_registration_error(truth, sitk.Euler3DTransform(), points)
+        qc["tre_points"] = len(points)
+
+    problems = []
+    if report["diverged"]:
+        problems.append(f"the optimiser diverged ({report['stop_condition']}); the initial transform is kept")
+    elif after is None or (before is not None and after > before):
+        problems.append(f"the metric got worse ({_fmt(before)} -> {_fmt(after)}; lower is better)")
+    if moved["rotation_deg"] > max_rotation_deg:
+        problems.append(
+            f"rotation {moved['rotation_deg']:.2f} deg exceeds the limit {max_rotation_deg:g} deg"
+        )
+    if moved["translation_mm"] > max_translation_mm:
+        problems.append(
+            f"translation {moved['translation_mm']:.2f} mm exceeds the limit {max_translation_mm:g} mm"
+        )
+    qc["problems"] = problems
+    qc["status"] = "ok" if not problems else ("failed" if on_failure == "error" else "warned")
+
+    k = fixed.GetSize()[2] // 2 if qc_slice is None else int(qc_slice)
+    if not 0 <= k < fixed.GetSize()[2]:
+        raise SpinefxError(
+            f"qc_slice {k} is outside the T2 volume (0..{fixed.GetSize()[2] - 1}).",
+            patient=patient,
+            path=t2_nii,
+            fix="check the lesion slice / instance number in the sample sheet.",
+        )
+    qc["qc_slice"] = k
+    resampled_before = sitk.Resample(
+        moving, fixed, sitk.Euler3DTransform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32
+    )
+    resampled = sitk.Resample(moving, fixed, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    title = (
+        f"{patient or ''} slice {k}: MI {_fmt(before)} -> {_fmt(after)}, "
+        f"rot {moved['rotation_deg']:.2f} deg, "
+        f"shift {moved['translation_mm']:.2f} mm" + (f", TRE {qc['tre_mm']:.2f} mm" if "tre_mm" in qc else "")
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "qc.png") as tmp:
+        _write_qc_png(tmp, fixed, resampled_before, resampled, k, title)
+    with atomic_path(out_dir / "qc.json") as tmp:
+        tmp.write_text(json.dumps(qc, indent=2) + "\n")
+
+    if problems:
+        message = "T1->T2 registration failed its checks: " + "; ".join(problems) + "."
+        fix = (
+            f"look at {out_dir / 'qc.png'}; if the series really are this far apart, raise "
+            "registration max_translation_mm/max_rotation_deg in the config, or set "
+            "registration on_failure: warn."
+        )
+        if on_failure == "error":
+            raise SpinefxError(message, patient=patient, path=out_dir, fix=fix)
+        where = f"patient {patient}: " if patient else ""
+        warnings.warn(
+            f"{where}{message} Continuing (on_failure=warn). {fix}", RegistrationWarning, stacklevel=2
+        )
+
+    with atomic_path(out_dir / "t1_to_t2.tfm") as tmp:
+        sitk.WriteTransform(tx, str(tmp))
+    with atomic_path(out_dir / "t1_in_t2.nii.gz") as tmp:
+        sitk.WriteImage(resampled, str(tmp), useCompression=True, compressionLevel=1)
+    return qc
+
+
+def _safe_metric(
+    fixed: sitk.Image, moving: sitk.Image, tx: sitk.Transform, bins: int, n_threads: int | None
+) -> float | None:
+    """Metric value, or None where the transform leaves no overlap (ITK refuses to evaluate)."""
+    try:
+        return metric_value(fixed, moving, tx, bins=bins, n_threads=n_threads)
+    except RuntimeError:
+        return None
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a (no overlap)" if value is None else f"{value:.5f}"
+
+
+def _read(path: Path, patient: str | None) -> sitk.Image:
+    if not path.is_file():
+        raise SpinefxError(
+            "NIfTI volume not found.", patient=patient, path=path, fix="run the conversion first."
+        )
+    image = sitk.ReadImage(str(path))
+    if image.GetDimension() != 3:
+        raise SpinefxError(
+            f"expected a 3-D volume, got {image.GetDimension()}-D.",
+            patient=patient,
+            path=path,
+            fix="convert a single 3-D series (not a 4-D/multi-echo one).",
+        )
+    return image
+
+
+__all__ = [
+    "RegistrationWarning",
+    "estimate_t1_to_t2",
+    "image_centre",
+    "metric_value",
+    "motion",
+    "register_t1_to_t2",
+    "target_registration_error",
+    "transform_points",
+]
