@@ -311,6 +311,11 @@ def auc_ci(
         se = float(np.sqrt(var))
         z = norm.ppf(1 - alpha / 2)
         lo, hi = max(0.0, auc - z * se), min(1.0, auc + z * se)
+        if se == 0.0:
+            # Perfect (or perfectly reversed) separation: the normal interval collapses to a point,
+            # which would claim certainty the sample cannot give. Report it as undefined.
+            lo = hi = float("nan")
+            method = "delong (CI undefined: perfect separation)"
     elif method == "bootstrap":
         rng = np.random.default_rng(seed)
         bp = pos[rng.integers(0, m, size=(n_boot, m))]
@@ -331,10 +336,11 @@ def per_fold_auc(per_patient: pd.DataFrame, *, method: str = "delong", alpha: fl
         row = {"fold": int(fold), "n": len(g), "n_malignant": int(y.sum()), "n_benign": int(len(y) - y.sum())}
         if 0 < y.sum() < len(y):
             r = auc_ci(y, g["prob"].to_numpy(), method=method, alpha=alpha)
-            row.update(auc=r["auc"], lo=r["lo"], hi=r["hi"])
+            row.update(auc=r["auc"], lo=r["lo"], hi=r["hi"], se=r["se"])
         else:
-            row.update(auc=float("nan"), lo=float("nan"), hi=float("nan"))
-        row["method"] = method
+            row.update(auc=float("nan"), lo=float("nan"), hi=float("nan"), se=float("nan"))
+            r = {"method": method}
+        row["method"] = r["method"]
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -406,3 +406,12 @@ def test_feature_model_survives_collinear_features_in_tiny_folds() -> None:
     estimable = coefs.dropna(subset=["coef"])
     assert 1 < len(estimable) <= 8  # intercept + at most n-1 independent columns
     assert coefs["term"].tolist()[0] == "intercept"
+
+
+def test_auc_ci_is_undefined_not_a_point_at_perfect_separation() -> None:
+    r = stats.auc_ci([1, 1, 0, 0, 0], [0.9, 0.8, 0.3, 0.2, 0.1])
+    assert r["auc"] == 1.0 and r["se"] == 0.0
+    assert np.isnan(r["lo"]) and np.isnan(r["hi"])
+    assert "undefined" in r["method"]
+    ok = stats.auc_ci([1, 1, 0, 0, 0], [0.9, 0.2, 0.3, 0.25, 0.1])
+    assert ok["lo"] < ok["auc"] < ok["hi"] and ok["method"] == "delong"

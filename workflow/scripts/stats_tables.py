@@ -33,8 +33,15 @@ publish(
 y = stats.binary_labels(per_patient["label"])
 auc = stats.auc_ci(y, per_patient["prob"].to_numpy(), method=s["auc_ci"], seed=s["seed"])
 per_fold = stats.per_fold_auc(per_patient, method=s["auc_ci"])
+pooled = {
+    "fold": "all",
+    **{k: auc[k] for k in ("auc", "lo", "hi", "se", "method")},
+    "n": auc["n_pos"] + auc["n_neg"],
+    "n_malignant": auc["n_pos"],
+    "n_benign": auc["n_neg"],
+}
 auc_rows = pd.concat(
-    [pd.DataFrame([{"fold": "all", **auc}]), per_fold.assign(fold=per_fold["fold"].astype(str))],
+    [pd.DataFrame([pooled]), per_fold.assign(fold=per_fold["fold"].astype(str))[list(pooled)]],
     ignore_index=True,
 )
 publish(auc_rows, out["model_auc"], title=f"{model}: per-patient ROC AUC with 95% CI")
