@@ -14,6 +14,27 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 report: "workflow/report/workflow.rst"
 
 
+# Software images for `--sdm apptainer` (pip image, envs/Containerfile) and `--sdm conda apptainer`
+# (the rules' conda envs prebuilt, envs/Dockerfile.conda). Both are built by the user from envs/
+# and published nowhere (envs/README.md); by default they are local .sif files beside the recipes,
+# and the SPINEFX_IMAGE / SPINEFX_CONDA_IMAGE environment variables point at another copy (a .sif
+# path or a docker:// URI in your own registry).
+SOFTWARE_IMAGE = os.environ.get(
+    "SPINEFX_IMAGE", os.path.join(workflow.basedir, "envs", "spinefx-0.1.0.sif")
+)
+CONDA_IMAGE = os.environ.get(
+    "SPINEFX_CONDA_IMAGE",
+    os.path.join(workflow.basedir, "envs", "spinefx-conda-0.1.0.sif"),
+)
+if "conda" in {str(m) for m in workflow.deployment_settings.deployment_method}:
+
+    containerized: CONDA_IMAGE
+
+else:
+
+    container: SOFTWARE_IMAGE
+
+
 include: "workflow/rules/common.smk"
 
 

@@ -443,6 +443,14 @@ def _axes(orientation: np.ndarray, path: Path, patient: str | None) -> np.ndarra
     return np.column_stack([row, col, np.cross(row, col)])
 
 
+PLANES = ("sagittal", "coronal", "axial")  # slice normal mostly along L-R, A-P, S-I (LPS x, y, z)
+
+
+def slice_plane(normal: np.ndarray) -> str:
+    """The anatomical plane of a stack from its slice normal (LPS): the axis it leans on most."""
+    return PLANES[int(np.argmax(np.abs(np.asarray(normal, dtype=float))))]
+
+
 def _sort_and_space(
     frames: list[_Frame], axes: np.ndarray, dicom_dir: Path, patient: str | None
 ) -> tuple[list[_Frame], float]:
@@ -700,13 +708,19 @@ def _sidecar(
 
 
 def read_series(
-    dicom_dir: Path | str, *, series_uid: str | None = None, patient: str | None = None
+    dicom_dir: Path | str,
+    *,
+    series_uid: str | None = None,
+    patient: str | None = None,
+    expect_plane: str | None = None,
 ) -> tuple[sitk.Image, dict]:
     """Read one series from ``dicom_dir`` into a SimpleITK image (LPS) and its PHI-free sidecar dict.
 
     The series is ``series_uid`` if given, else the only (non-localizer) series in the folder.
     Slices are ordered by position along the slice normal; the sidecar's ``instance_numbers`` gives
-    the InstanceNumber of each slice k so sheet annotations map to voxel indices.
+    the InstanceNumber of each slice k so sheet annotations map to voxel indices. With
+    ``expect_plane`` (sagittal, coronal, axial) a stack in another plane is refused: the study's
+    boxes and neighbour slices only make sense on the sagittal series.
     """
     dicom_dir = Path(dicom_dir)
     series, notes = _scan_folder(dicom_dir, patient)
@@ -715,6 +729,16 @@ def read_series(
     frames, multi = _frames_of(members, patient)
     _check_consistent(frames, dicom_dir, patient)
     axes = _axes(frames[0].orientation, frames[0].path, patient)
+    plane = slice_plane(axes[:, 2])
+    if expect_plane is not None and plane != expect_plane:
+        raise SpinefxError(
+            f"the series is {plane} (slice normal {np.round(axes[:, 2], 3).tolist()} in LPS), "
+            f"not {expect_plane}.",
+            patient=patient,
+            path=dicom_dir,
+            fix=f"point the sheet at the {expect_plane} series "
+            "(or choose it with t1_series_uid/t2_series_uid).",
+        )
     frames, spacing = _sort_and_space(frames, axes, dicom_dir, patient)
     first_ds = members[0][1]
     if np.isnan(spacing):  # one slice: the thickness is the best depth we have
@@ -729,6 +753,7 @@ def read_series(
     meta = _sidecar(
         image, frames, first_ds, multi, len(members), spacing if len(frames) > 1 else float("nan"), notes
     )
+    meta["plane"] = plane
     return image, meta
 
 
@@ -739,6 +764,7 @@ def convert_series(
     *,
     series_uid: str | None = None,
     patient: str | None = None,
+    expect_plane: str | None = None,
     compression_level: int = 1,
 ) -> dict:
     """Convert one DICOM series to ``out_nii`` (NIfTI, gzip if the name ends .gz) and ``out_json``.
@@ -746,7 +772,7 @@ def convert_series(
     ``compression_level`` (1 fastest .. 9 smallest) trades file size for speed; level 1 keeps the
     conversion within dcm2niix's time on typical series. Returns the sidecar dict.
     """
-    image, meta = read_series(dicom_dir, series_uid=series_uid, patient=patient)
+    image, meta = read_series(dicom_dir, series_uid=series_uid, patient=patient, expect_plane=expect_plane)
     out_nii, out_json = Path(out_nii), Path(out_json)
     use_gz = out_nii.name.endswith(".gz")
     with atomic_path(out_nii) as tmp:

@@ -415,3 +415,22 @@ def test_error_missing_or_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "empty" / "notes.txt").write_text("nothing here")
     with pytest.warns(ConversionWarning):
         _raises(tmp_path / "empty", "no DICOM image files")
+
+
+def test_error_non_sagittal_series_when_sagittal_expected(tmp_path: Path) -> None:
+    """An axial series handed in as the T2W (a common export mix-up) is refused, naming the plane."""
+    shape = (10, 32, 32)
+    axial = SeriesGeometry(
+        origin=(-16.0, -16.0, 0.0),
+        row_dir=(1.0, 0.0, 0.0),
+        col_dir=(0.0, 1.0, 0.0),
+        pixel_spacing=(1.0, 1.0),
+        slice_spacing=4.0,
+    )
+    write_fixture(tmp_path / "ax", shape, geometry=axial)
+    image, meta = read_series(tmp_path / "ax")
+    assert meta["plane"] == "axial"
+    with pytest.raises(SpinefxError, match=r"P7.*the series is axial.*not sagittal.*Fix: point the sheet"):
+        read_series(tmp_path / "ax", patient="P7", expect_plane="sagittal")
+    write_fixture(tmp_path / "sag", shape, tilt_deg=(0.0, 20.0))
+    assert read_series(tmp_path / "sag", expect_plane="sagittal")[1]["plane"] == "sagittal"

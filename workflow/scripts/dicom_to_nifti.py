@@ -13,6 +13,7 @@ sidecar = convert_series(
     snakemake.output.json,
     series_uid=record[f"{series}_series_uid"],
     patient=patient,
+    expect_plane="sagittal",
 )
 log.info(
     "%s %s: %d slices, size %s, spacing %s",
