@@ -208,7 +208,7 @@ def test_same_seed_same_patches_and_folds_bitwise(tiny_run: Path, tmp_path: Path
     (run / "results/patches/original/demo_002.h5").unlink()
     folds.unlink()
     snakemake(
-        run, "--cores", "2", "--configfile", str(TINY), str(patch.relative_to(run)), "results/folds.tsv"
+        run, str(patch.relative_to(run)), "results/folds.tsv", "--cores", "2", "--configfile", str(TINY)
     )
     with h5py.File(patch) as h5:
         for name, array in before.items():
@@ -217,8 +217,8 @@ def test_same_seed_same_patches_and_folds_bitwise(tiny_run: Path, tmp_path: Path
 
 
 def test_killed_run_is_redone_and_ends_as_an_uninterrupted_one(tiny_run: Path, tmp_path: Path) -> None:
-    """Kill the whole Snakemake process group while fold 1 trains; the rerun redoes the job and its
-    predictions equal those of the uninterrupted run."""
+    """SIGKILL the whole Snakemake process group while fold 1 trains; after `--unlock` the rerun
+    redoes the job and its predictions equal those of the uninterrupted run."""
     run = copy_run(tiny_run, tmp_path / "run")
     expected = (tiny_run / "results/train/fold_1/predictions.tsv").read_bytes()
     log = run / "logs/train_fold/fold_1.log"
@@ -232,8 +232,11 @@ def test_killed_run_is_redone_and_ends_as_an_uninterrupted_one(tiny_run: Path, t
     while not (log.exists() and "epoch" in log.read_text()) and time.monotonic() < deadline:
         assert proc.poll() is None, "the run ended before it could be interrupted"
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # as a power loss or an OOM kill: nothing can clean up
     proc.wait()
+    locked = snakemake(run, "-n", "--configfile", str(TINY), check=False)
+    assert "--unlock" in locked.stdout + locked.stderr  # Snakemake names the fix; the README repeats it
+    snakemake(run, "--unlock", "--configfile", str(TINY))
     plan = snakemake(run, "-n", "--configfile", str(TINY))
     assert "train_fold" in plan.stdout + plan.stderr, "an interrupted training job must be redone"
     snakemake(run, "--cores", "2", "--configfile", str(TINY))
