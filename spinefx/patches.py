@@ -139,6 +139,26 @@ def _check_box(box, size_xy: tuple[int, int], patient: str | None, path) -> tupl
     return x0, y0, x1, y1
 
 
+def widen_box(
+    box: tuple[int, int, int, int], scale: float, size_xy: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The box grown ``scale`` times about its centre, clipped to the image (pixels).
+
+    The paper's box holds the vertebral body only and names that as its first limit: epidural and
+    paraspinal masses and posterior-element involvement lie outside it. ``scale`` > 1 brings that
+    context into the patch; 1 is the paper.
+    """
+    if scale <= 0:
+        raise ValueError(f"box scale must be > 0, got {scale}")
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hw, hh = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
+    nx, ny = size_xy
+    wx0, wy0 = max(0, round(cx - hw)), max(0, round(cy - hh))
+    wx1, wy1 = min(nx, round(cx + hw)), min(ny, round(cy + hh))
+    return (wx0, wy0, max(wx1, wx0 + 1), max(wy1, wy0 + 1))
+
+
 def patch_reference(
     t2: sitk.Image, box: tuple[int, int, int, int], k_first: int, n_slices: int, size: int
 ) -> sitk.Image:
@@ -168,6 +188,7 @@ def extract_patches(
     size: int = 64,
     patient: str | None = None,
     max_t1_outside_fraction: float = MAX_T1_OUTSIDE_FRACTION,
+    box_scale: float = 1.0,
 ) -> tuple[np.ndarray, list[int]]:
     """Lesion patches: float32 [n_centres, 2 * (2 * neighbours + 1), size, size] and the centres' k.
 
@@ -175,6 +196,7 @@ def extract_patches(
     s-n..s+n then T2W s-n..s+n (``patchfile.channel_names``), each z-scored. Patch rows follow image y
     (DICOM rows), columns image x (DICOM columns). T1W pixels that the transform sends outside T1W
     read 0 (background); more than ``max_t1_outside_fraction`` of a channel outside is an error.
+    ``box_scale`` widens the (checked) box about its centre to take in context (:func:`widen_box`).
     """
     t2_nii, t1_nii = Path(t2_nii), Path(t1_nii)
     if size < 1:
@@ -204,6 +226,8 @@ def extract_patches(
         )
     k = slice_index(numbers, lesion_instance, patient=patient, path=sidecar_path)
     x0, y0, x1, y1 = _check_box(box, (nx, ny), patient, t2_nii)
+    if box_scale != 1.0:
+        x0, y0, x1, y1 = widen_box((x0, y0, x1, y1), box_scale, (nx, ny))
 
     centres = [k + int(o) for o in centre_offsets]
     needed = sorted({c + d for c in centres for d in range(-neighbours, neighbours + 1)})

@@ -325,3 +325,38 @@ def test_zscore_guards_constant_channels():
     assert np.isfinite(z).all()
     assert np.all(z[1] == 0) and np.all(z[0, 0] == 0)
     np.testing.assert_allclose(z[0, 1].std(), 1, atol=1e-6)
+
+
+def test_widen_box_grows_about_the_centre_and_clips() -> None:
+    from spinefx.patches import widen_box
+
+    assert widen_box((40, 40, 60, 60), 1.0, (100, 100)) == (40, 40, 60, 60)
+    assert widen_box((40, 40, 60, 60), 2.0, (100, 100)) == (30, 30, 70, 70)
+    assert widen_box((0, 10, 20, 30), 2.0, (100, 100)) == (0, 0, 30, 40)  # clipped at the image edge
+    assert widen_box((90, 90, 100, 100), 3.0, (100, 100)) == (80, 80, 100, 100)
+    with pytest.raises(ValueError):
+        widen_box((0, 0, 1, 1), 0.0, (10, 10))
+
+
+def test_box_scale_brings_context_into_the_patch(tmp_path):
+    t2 = np.zeros((5, 40, 50))
+    t2[:, 8:16, 12:20] = 100.0  # an 8x8 square, the middle half of the 16x16 box below
+    sitk.WriteImage(make_image(t2, (1, 1, 3), (0, 0, 0)), str(tmp_path / "t2.nii.gz"))
+    sitk.WriteImage(make_image(t2, (1, 1, 3), (0, 0, 0)), str(tmp_path / "t1.nii.gz"))
+
+    def bright_fraction(scale: float) -> float:
+        patches, _ = extract_patches(
+            tmp_path / "t1.nii.gz",
+            tmp_path / "t2.nii.gz",
+            {"instance_numbers": list(range(1, 6))},
+            sitk.Euler3DTransform(),
+            lesion_instance=3,
+            box=(8, 4, 24, 20),
+            size=64,
+            box_scale=scale,
+        )
+        p = patches[1, 4]
+        return float((p > (p.max() + p.min()) / 2).mean())
+
+    assert bright_fraction(1.0) == pytest.approx(0.25, abs=0.03)  # (8/16)^2
+    assert bright_fraction(2.0) == pytest.approx(0.0625, abs=0.02)  # (8/32)^2: the box holds context

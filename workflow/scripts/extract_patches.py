@@ -19,6 +19,7 @@ patches, slices = extract_patches(
     centre_offsets=tuple(s["centre_offsets"]),
     neighbours=s["neighbours"],
     size=s["size"],
+    box_scale=s["box_scale"],
     patient=patient,
 )
 write_patch_file(
