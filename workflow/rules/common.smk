@@ -22,7 +22,6 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 DEMO = config["cohort"] == "demo"
 FOLDS = list(range(1, config["folds"]["k"] + 1))
-SERIES = ["t1", "t2"]
 MODEL_READER = (
     config["stats"]["model_reader"]
     or f"{config['train']['arch'].replace('resnet', 'ResNet')} model"
@@ -96,10 +95,6 @@ def patient_record(wildcards):
 def registration_truth(wildcards):
     """The demo's known misalignment, so registration QC can report its target registration error."""
     return {"truth": "results/demo/truth.tsv"} if DEMO else {}
-
-
-def labels_sheet():
-    return PATIENT_SHEET
 
 
 def optional_sheets(wildcards):

@@ -3,7 +3,7 @@
 
 rule assign_folds:
     input:
-        sheet=labels_sheet(),
+        sheet=PATIENT_SHEET,
     output:
         "results/folds.tsv",
     log:
