@@ -8,7 +8,6 @@ Geometry is in DICOM patient coordinates (LPS, millimetres).
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from spinefx.seeding import stable_seed
 
 # Root for UIDs made by spinefx; generate_uid(prefix, entropy_srcs) makes them reproducible.
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."
@@ -170,12 +171,6 @@ def write_series(
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
-
-
-def stable_seed(*parts: object) -> int:
-    """A 32-bit seed from strings, stable across processes (unlike hash())."""
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 __all__ = ["SeriesGeometry", "SeriesInfo", "make_uid", "stable_seed", "write_series", "pydicom"]

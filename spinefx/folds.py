@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from spinefx.atomic import atomic_path
-from spinefx.dicomwrite import stable_seed
 from spinefx.errors import SpinefxError
+from spinefx.seeding import stable_seed
 
 COLUMNS = ["patient_id", "label", "fold"]
 

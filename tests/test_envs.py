@@ -155,10 +155,13 @@ def test_each_env_holds_what_its_rules_import() -> None:
 
 
 def test_import_scan_sees_transitive_imports() -> None:
-    """The scan follows spinefx modules: assign_folds reaches pydicom only through spinefx.folds."""
-    needs = third_party_imports(REPO / "workflow" / "scripts" / "assign_folds.py")
-    assert {"pandas", "numpy", "pydicom"} <= needs
+    """The scan follows spinefx modules: extract_patches reaches SimpleITK and h5py only through
+    spinefx.patches and spinefx.patchfile; assign_folds needs no DICOM library at all."""
+    needs = third_party_imports(REPO / "workflow" / "scripts" / "extract_patches.py")
+    assert {"SimpleITK", "h5py", "pandas", "numpy"} <= needs
     assert "spinefx" not in needs
+    folds_needs = third_party_imports(REPO / "workflow" / "scripts" / "assign_folds.py")
+    assert {"pandas", "numpy"} <= folds_needs and "pydicom" not in folds_needs
 
 
 def test_containerize_output_matches_dockerfile_conda(tmp_path: Path) -> None:
