@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -296,6 +297,7 @@ def estimate_t1_to_t2(
             "relaxation_factor": relaxation_factor,
             "max_iterations_per_level": iterations,
             "scales": "physical shift",
+            "n_threads": n_threads,
         },
     }
     return tx, report
@@ -366,19 +368,6 @@ def register_t1_to_t2(
     t2_nii: Path | str,
     out_dir: Path | str,
     *,
-    transform: str = "rigid",
-    initialisation: str = "geometry",
-    shrink_factors: Sequence[int] = (4, 2, 1),
-    smoothing_mm: Sequence[float] = (2.0, 1.0, 1.0),
-    iterations: int = 200,
-    sampling: str = "random",
-    sampling_fraction: float | Sequence[float] = (0.5, 0.2, 0.1),
-    seed: int = 20220601,
-    histogram_bins: int = 16,
-    learning_rate: float = 2.0,
-    min_step: float = 1e-3,
-    relaxation_factor: float = 0.5,
-    optimizer: str = "rsgd",
     max_translation_mm: float = 20.0,
     max_rotation_deg: float = 10.0,
     on_failure: str = "error",
@@ -386,7 +375,7 @@ def register_t1_to_t2(
     truth: sitk.Transform | None = None,
     truth_points: np.ndarray | None = None,
     patient: str | None = None,
-    n_threads: int | None = 1,
+    **settings: Any,
 ) -> dict:
     """Register T1 (moving) onto T2 (fixed) and write, atomically, into ``out_dir``:
     ``t1_to_t2.tfm`` (T2 point -> T1 point), ``t1_in_t2.nii.gz`` (T1 resampled on the T2 grid),
@@ -398,30 +387,18 @@ def register_t1_to_t2(
     to show why) or warns and writes everything (``on_failure="warn"``). With ``truth`` (T2->T1, the
     same convention) and ``truth_points`` (n x 3, T2 space, mm), qc.json carries ``tre_mm`` (mean)
     and ``tre_max_mm``. Returns the qc dict.
+
+    ``settings`` are the keyword settings of :func:`estimate_t1_to_t2` (transform, initialisation,
+    pyramid, sampling, seed, optimiser, threads), with its defaults: they are declared once, there.
     """
     if on_failure not in ("error", "warn"):
         raise ValueError("on_failure must be 'error' or 'warn'")
     t1_nii, t2_nii, out_dir = Path(t1_nii), Path(t2_nii), Path(out_dir)
     fixed = _read(t2_nii, patient)
     moving = _read(t1_nii, patient)
-    tx, report = estimate_t1_to_t2(
-        fixed,
-        moving,
-        transform=transform,
-        initialisation=initialisation,
-        shrink_factors=shrink_factors,
-        smoothing_mm=smoothing_mm,
-        iterations=iterations,
-        sampling=sampling,
-        sampling_fraction=sampling_fraction,
-        seed=seed,
-        histogram_bins=histogram_bins,
-        learning_rate=learning_rate,
-        min_step=min_step,
-        relaxation_factor=relaxation_factor,
-        optimizer=optimizer,
-        n_threads=n_threads,
-    )
+    tx, report = estimate_t1_to_t2(fixed, moving, **settings)
+    transform, initialisation = report["transform_type"], report["initialisation"]
+    histogram_bins, n_threads = report["settings"]["histogram_bins"], report["settings"]["n_threads"]
     fixed_f = sitk.Cast(fixed, sitk.sitkFloat32)
     moving_f = sitk.Cast(moving, sitk.sitkFloat32)
     initial = _initial_transform(fixed_f, moving_f, transform, initialisation)
