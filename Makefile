@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/
 	$(BIN)/snakemake --lint
+	$(PY) scripts/config_readme.py --check
 
 test: lint
 	$(BIN)/pytest -q -m "not slow and not slurm and not container"

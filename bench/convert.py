@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spinefx import demo  # noqa: E402
-from spinefx.convert import convert_series  # noqa: E402
+from spinefx.dicom.convert import convert_series  # noqa: E402
 
 
 def _dcm2niix() -> str:
@@ -76,7 +76,7 @@ def main() -> None:
             theirs.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-c", "import spinefx.convert"],
+            [sys.executable, "-c", "import spinefx.dicom.convert"],
             check=True,
             cwd=Path(__file__).resolve().parents[1],
         )

@@ -30,10 +30,10 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 try:
-    from spinefx.model import build_model
-    from spinefx.train import GraphedStep, TrainConfig, make_optimizer, train_step
+    from spinefx.learn.model import build_model
+    from spinefx.learn.train import GraphedStep, TrainConfig, make_optimizer, train_step
 
-    SOURCE = "spinefx.train.train_step"
+    SOURCE = "spinefx.learn.train.train_step"
 except ImportError:  # a bare copy of the project on a node without the package's deps
     SOURCE = "local copy of the project's step"
 

@@ -19,8 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spinefx import demo  # noqa: E402
-from spinefx.convert import convert_series  # noqa: E402
-from spinefx.register import register_t1_to_t2  # noqa: E402
+from spinefx.dicom.convert import convert_series  # noqa: E402
+from spinefx.imaging.register import register_t1_to_t2  # noqa: E402
 
 
 def main() -> None:

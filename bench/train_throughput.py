@@ -23,10 +23,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spinefx.dataset import load_fold_data  # noqa: E402
-from spinefx.model import build_model  # noqa: E402
-from spinefx.patchfile import write_patch_file  # noqa: E402
-from spinefx.train import TrainConfig, make_optimizer, predict_logits, train_epoch  # noqa: E402
+from spinefx.imaging.patchfile import write_patch_file  # noqa: E402
+from spinefx.learn.dataset import load_fold_data  # noqa: E402
+from spinefx.learn.model import build_model  # noqa: E402
+from spinefx.learn.train import TrainConfig, make_optimizer, predict_logits, train_epoch  # noqa: E402
 
 
 def write_cohort(root: Path, n_patients: int, copies: int) -> tuple[dict[str, Path], pd.DataFrame]:

@@ -222,3 +222,12 @@ def patient_record(patients: pd.DataFrame, patient: str) -> dict:
         "lesion_instance": int(row["lesion_instance"]),
         "box": [int(row["box_x0"]), int(row["box_y0"]), int(row["box_x1"]), int(row["box_y1"])],
     }
+
+
+def resolve_record(record: dict, sheet: str | Path | None, patient: str) -> dict:
+    """The plain-value sheet row of ``patient``: from params (real cohort) or the demo's sheet file."""
+    if record:
+        return dict(record)
+    if sheet is None:
+        raise ValueError(f"no sheet row for patient {patient}: neither params.record nor input.sheet given")
+    return patient_record(load_patients(sheet), patient)

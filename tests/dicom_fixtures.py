@@ -1,4 +1,4 @@
-"""Small, realistic DICOM series for the converter tests, written with spinefx.dicomwrite.
+"""Small, realistic DICOM series for the converter tests, written with spinefx.dicom.write.
 
 Each helper returns the real-world volume that the files hold (after uint16 quantisation and the
 rescale), so a test can compare a reader's output with what was written, voxel for voxel.
@@ -16,7 +16,7 @@ import numpy as np
 import pydicom
 from scipy import ndimage
 
-from spinefx.dicomwrite import SeriesGeometry, SeriesInfo, make_uid, write_series
+from spinefx.dicom.write import SeriesGeometry, SeriesInfo, make_uid, write_series
 
 # Identity fields written into every fixture file: none of them may reach an output.
 PHI = {

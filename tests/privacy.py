@@ -1,6 +1,6 @@
 """Scan a finished run for the demo cohort's fake PHI (used by the workflow tests).
 
-The demo writes realistic identity values into every DICOM header (spinefx.demo.demo_phi). None of
+The demo writes realistic identity values into every DICOM header (spinefx.demo.cohort.demo_phi). None of
 them may appear in anything the workflow writes: results/ (outside the input cohort results/demo/),
 logs/, benchmarks/ and the HTML report — including inside gzip streams (NIfTI), HDF5 attributes, PNG
 text chunks and base64-embedded report content.

@@ -1,7 +1,7 @@
 """Assign patients to stratified, seeded, patient-level cross-validation folds."""
 
 from spinefx import runlog, sheets
-from spinefx.folds import assign_folds, write_folds
+from spinefx.learn.folds import assign_folds, write_folds
 
 log = runlog.start(snakemake.log[0], "assign_folds")
 patients = sheets.load_patients(snakemake.input.sheet, check_files=False)

@@ -1,7 +1,7 @@
 """Add the random-affine augmented copies of one patient's patches (x20 benign, x40 malignant by default)."""
 
 from spinefx import runlog
-from spinefx.augment import augment_patch_file
+from spinefx.learn.augment import augment_patch_file
 
 log = runlog.start(snakemake.log[0], "augment_patches")
 s = snakemake.params.settings

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from spinefx import runlog
-from spinefx.demo import write_demo_cohort
+from spinefx.demo.cohort import write_demo_cohort
 
 log = runlog.start(snakemake.log[0], "demo_cohort")
 demo = snakemake.params.demo

@@ -1,8 +1,8 @@
 """Convert one patient's T1W or T2W DICOM series to NIfTI + sidecar."""
 
 from spinefx import runlog
-from spinefx.convert import convert_series
-from spinefx.jobs import resolve_record
+from spinefx.dicom.convert import convert_series
+from spinefx.sheets import resolve_record
 
 log = runlog.start(snakemake.log[0], "dicom_to_nifti")
 patient, series = snakemake.wildcards.patient, snakemake.wildcards.series

@@ -1,9 +1,9 @@
 """Cut the lesion patches (centre slices x 6 channels) of one patient into an HDF5 file."""
 
 from spinefx import runlog
-from spinefx.jobs import resolve_record
-from spinefx.patches import extract_patches
-from spinefx.patchfile import write_patch_file
+from spinefx.imaging.patches import extract_patches
+from spinefx.imaging.patchfile import write_patch_file
+from spinefx.sheets import resolve_record
 
 log = runlog.start(snakemake.log[0], "extract_patches")
 patient = snakemake.wildcards.patient

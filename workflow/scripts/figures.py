@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from spinefx import figures, runlog, sheets, stats
-from spinefx.saliency import saliency_figure
+from spinefx import runlog, sheets
+from spinefx.evaluate import figures, stats
+from spinefx.learn.saliency import saliency_figure
 
 log = runlog.start(snakemake.log[0], "figures")
 s = snakemake.params.settings

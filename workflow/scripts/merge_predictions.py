@@ -3,8 +3,8 @@
 import pandas as pd
 
 from spinefx import runlog
-from spinefx.merge import merge_predictions
-from spinefx.tables import write_table
+from spinefx.evaluate.merge import merge_predictions
+from spinefx.evaluate.tables import write_table
 
 log = runlog.start(snakemake.log[0], "merge_predictions")
 folds = pd.read_csv(snakemake.input.folds, sep="\t", dtype={"patient_id": str})

@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 from spinefx import runlog
-from spinefx.jobs import resolve_record
-from spinefx.register import register_t1_to_t2
+from spinefx.imaging.register import register_t1_to_t2
+from spinefx.sheets import resolve_record
 
 log = runlog.start(snakemake.log[0], "register_t1_to_t2")
 patient = snakemake.wildcards.patient
@@ -13,7 +13,7 @@ record = resolve_record(snakemake.params.record, snakemake.input.get("sheet"), p
 sidecar = json.loads(Path(snakemake.input.t2_json).read_text())
 truth = points = None
 if snakemake.input.get("truth"):
-    from spinefx.demo import read_truth, truth_transform, vertebra_centers
+    from spinefx.demo.cohort import read_truth, truth_transform, vertebra_centers
 
     row = read_truth(snakemake.input.truth).set_index("patient_id").loc[patient]
     truth, points = truth_transform(row), vertebra_centers(row)

@@ -3,8 +3,8 @@
 import pandas as pd
 
 from spinefx import runlog
-from spinefx.runinfo import run_info
-from spinefx.tables import write_table
+from spinefx.evaluate.runinfo import run_info
+from spinefx.evaluate.tables import write_table
 
 log = runlog.start(snakemake.log[0], "run_info")
 folds = pd.read_csv(snakemake.input.folds, sep="\t", dtype={"patient_id": str})

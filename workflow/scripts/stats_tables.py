@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from spinefx import runlog, sheets, stats
-from spinefx.tables import write_table
+from spinefx import runlog, sheets
+from spinefx.evaluate import stats
+from spinefx.evaluate.tables import write_table
 
 log = runlog.start(snakemake.log[0], "stats_tables")
 publish = partial(write_table, html_page=True)  # TSV + Markdown + HTML for the report

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from spinefx import runlog
-from spinefx.train import TrainConfig, train_fold
+from spinefx.learn.train import TrainConfig, train_fold
 
 log = runlog.start(snakemake.log[0], "train_fold")
 fold = int(snakemake.wildcards.fold)

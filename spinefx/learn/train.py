@@ -1,0 +1,583 @@
+"""One fold of the paper's training protocol: ResNet + 1x1 mixing conv, BCE-with-logits, Adam
+(lr 1e-4, betas 0.5/0.999, L2 via weight decay), batch 32, early stopping on an inner validation
+split, best checkpoint kept.
+
+A fold is the job users send to a GPU node, so it is built to be interrupted: every epoch ends with
+a checkpoint (model, optimiser, RNG states, early-stopping state) under ``out_dir/state/``, and a
+rerun continues from it to the very same result (bitwise on CPU). The per-epoch shuffle comes from
+a generator seeded by (seed, fold, epoch), so resuming needs no generator state at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spinefx.atomic import atomic_path
+from spinefx.errors import SpinefxError
+from spinefx.learn.dataset import FoldData, iterate_batches, load_fold_data
+from spinefx.learn.model import ARCHS, build_model
+from spinefx.settings import section_defaults
+
+STATE_VERSION = 1
+# Config fields that may change between a killed run and its rerun without invalidating the state:
+# they change where/how fast it runs, not what it computes (threads may change CPU rounding).
+_NOT_HASHED = {"threads", "device", "keep_state", "cuda_graphs", "checkpoint_every"}
+
+
+_DEFAULTS = section_defaults("train")  # the config schema: the one statement of every default
+
+
+@dataclass
+class TrainConfig:
+    """Training settings: the ``train:`` block of the config, defaults from the config schema (the
+    paper's protocol; config/README.md says what each field does)."""
+
+    arch: str = _DEFAULTS["arch"]
+    epochs: int = _DEFAULTS["epochs"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    lr: float = _DEFAULTS["lr"]
+    betas: tuple[float, float] = tuple(_DEFAULTS["betas"])
+    weight_decay: float = _DEFAULTS["weight_decay"]  # Adam's L2 term
+    patience: int = _DEFAULTS["patience"]
+    min_delta: float = _DEFAULTS["min_delta"]
+    val_fraction: float = _DEFAULTS["val_fraction"]
+    seed: int = _DEFAULTS["seed"]
+    threads: int | None = _DEFAULTS["threads"]  # None leaves torch's default
+    device: str = _DEFAULTS["device"]
+    bn_recalibrate: bool = _DEFAULTS["bn_recalibrate"]
+    bn_recalibrate_samples: int = _DEFAULTS["bn_recalibrate_samples"]
+    pretrained_weights: Path | None = _DEFAULTS["pretrained_weights"]
+    amp: bool = _DEFAULTS["amp"]
+    channels_last: bool = _DEFAULTS["channels_last"]
+    eval_batch_size: int = _DEFAULTS["eval_batch_size"]
+    keep_state: bool = _DEFAULTS["keep_state"]
+    cuda_graphs: bool = _DEFAULTS["cuda_graphs"]
+    checkpoint_every: int = _DEFAULTS["checkpoint_every"]
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        if self.pretrained_weights is not None:
+            self.pretrained_weights = Path(self.pretrained_weights)
+        problems = []
+        if self.arch not in ARCHS:
+            problems.append(f"arch must be one of {ARCHS}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append("device must be auto, cpu or cuda")
+        if self.epochs < 1 or self.patience < 1 or self.checkpoint_every < 1:
+            problems.append("epochs, patience and checkpoint_every must be >= 1")
+        if self.batch_size < 2 or self.eval_batch_size < 1:
+            problems.append("batch_size must be >= 2")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append("val_fraction must be in [0, 1)")
+        if len(self.betas) != 2:
+            problems.append("betas must be two numbers")
+        if self.threads is not None and self.threads < 1:
+            problems.append("threads must be >= 1")
+        if problems:
+            raise SpinefxError("invalid train config: " + "; ".join(problems) + ".")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """Build from the config's ``train:`` mapping; unknown keys are an error (typos must not be
+        silently ignored in a protocol that takes hours)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpinefxError(
+                f"unknown train config keys {unknown}.",
+                fix=f"use only {sorted(known)} (see config/README.md)",
+            )
+        return cls(**dict(d))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly copy (paths as strings, tuples as lists)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["betas"] = list(self.betas)
+        d["pretrained_weights"] = None if self.pretrained_weights is None else str(self.pretrained_weights)
+        return d
+
+
+def _log(fold: int, message: str) -> None:
+    print(f"[train fold {fold}] {message}", file=sys.stderr, flush=True)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a user error."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SpinefxError("train.device is cuda but no CUDA device is available.", fix="set device: auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if device.type == "cuda" and amp:
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam as in the paper; the fused kernel on CUDA (one launch instead of one per tensor), and
+    capturable when the whole step is replayed as a CUDA graph."""
+    kwargs: dict[str, bool] = {"foreach": False}
+    if device.type == "cuda":
+        kwargs = {"fused": True, "capturable": bool(cfg.cuda_graphs)}
+    return torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **kwargs
+    )
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    *,
+    device: torch.device,
+    amp: bool,
+    channels_last: bool,
+) -> torch.Tensor:
+    """One optimiser step on a batch already on ``device``; returns the batch's mean loss as a
+    detached tensor (no host sync, so the GPU never waits for Python)."""
+    with _autocast(device, amp):
+        logits = model(_format(xb, channels_last))
+    loss = F.binary_cross_entropy_with_logits(logits.float(), yb)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    *,
+    device: torch.device,
+    amp: bool,
+    channels_last: bool,
+    step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[float, int]:
+    """One pass over (x, y) in a seeded random order; returns (mean loss, samples seen). ``step``
+    replaces :func:`train_step` (e.g. a :class:`GraphedStep`)."""
+    model.train()
+    total = torch.zeros((), device=device)
+    seen = 0
+    for xb, yb in iterate_batches(x, y, batch_size, generator, min_last=2):
+        if step is not None:
+            loss = step(xb, yb)
+        else:
+            loss = train_step(model, optimizer, xb, yb, device=device, amp=amp, channels_last=channels_last)
+        total += loss * len(yb)
+        seen += len(yb)
+    return (total.item() / seen if seen else float("nan")), seen
+
+
+class GraphedStep:
+    """The same optimiser step as :func:`train_step`, replayed as one CUDA graph for full batches.
+
+    Why: at 64x64 a ResNet50 step is a few hundred tiny kernels, so at batch 32 an eager step is
+    bound by Python/launch overhead, not by the GPU. The first ``warmup`` full batches run eagerly
+    on a side stream (real training steps, as the capture recipe requires); the next full batch is
+    captured and then replayed; partial batches run eagerly. Needs a capturable optimiser
+    (``make_optimizer`` with ``cuda_graphs``) and a constant learning rate.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batch_size: int,
+        *,
+        device: torch.device,
+        amp: bool,
+        channels_last: bool,
+        warmup: int = 3,
+    ) -> None:
+        self.model, self.optimizer, self.batch_size = model, optimizer, batch_size
+        self.kw = {"device": device, "amp": amp, "channels_last": channels_last}
+        self.warmup = warmup
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _eager(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return train_step(self.model, self.optimizer, xb, yb, **self.kw)
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if len(yb) != self.batch_size:
+            return self._eager(xb, yb)
+        if self.graph is None and self.warmup > 0:
+            self.warmup -= 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                loss = self._eager(xb, yb)
+            torch.cuda.current_stream().wait_stream(side)
+            return loss
+        if self.graph is None:
+            self.static_x, self.static_y = xb.clone(), yb.clone()
+            self.graph = torch.cuda.CUDAGraph()
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(self.graph):
+                ctx = torch.autocast(
+                    "cuda", dtype=torch.bfloat16, enabled=self.kw["amp"], cache_enabled=False
+                )
+                with ctx:
+                    logits = self.model(_format(self.static_x, self.kw["channels_last"]))
+                self.static_loss = F.binary_cross_entropy_with_logits(logits.float(), self.static_y)
+                self.static_loss.backward()
+                self.optimizer.step()
+        else:
+            self.static_x.copy_(xb)
+            self.static_y.copy_(yb)
+        self.graph.replay()
+        return self.static_loss.detach().clone()
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 256,
+    *,
+    device: torch.device | None = None,
+    amp: bool = True,
+    channels_last: bool = True,
+) -> torch.Tensor:
+    """Logits [n] (float32, on CPU) in eval mode, in the stored order."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    out = [torch.empty(0)]
+    for xb, _ in iterate_batches(x, torch.empty(len(x)), batch_size):
+        with _autocast(device, amp):
+            out.append(model(_format(xb.to(device), channels_last)).float().cpu())
+    return torch.cat(out)
+
+
+def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, **kw: Any) -> float:
+    """Mean BCE-with-logits over (x, y); NaN when there are no samples."""
+    if len(y) == 0:
+        return float("nan")
+    logits = predict_logits(model, x, batch_size, **kw)
+    return float(F.binary_cross_entropy_with_logits(logits, y.float().cpu()))
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int,
+    max_samples: int,
+    seed: int,
+    *,
+    device: torch.device,
+    amp: bool,
+    channels_last: bool,
+) -> int:
+    """Re-estimate every BatchNorm's running mean/var as an equal-weight average over batches of
+    training samples, with the weights frozen. With few optimiser steps per epoch the running
+    statistics lag behind the weights; this removes that lag. Returns the samples used."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(x) < 2:
+        return 0
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:max_samples]
+    used = 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2:
+            break
+        with _autocast(device, amp):
+            model(_format(x.index_select(0, idx.to(x.device)), channels_last))
+        used += len(idx)
+    for m, mom in zip(bns, momenta, strict=True):
+        m.momentum = mom
+    model.eval()
+    return used
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _epoch_generator(seed: int, fold: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + fold * 10_007 + epoch) % (2**63))
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def _run_hash(cfg: TrainConfig, data: FoldData) -> str:
+    hashed = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED}
+    text = json.dumps({"v": STATE_VERSION, "cfg": hashed, "data": data.fingerprint()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _save_torch(obj: Any, final: Path) -> None:
+    with atomic_path(final) as tmp:
+        torch.save(obj, tmp)
+
+
+def _write_curve(history: list[dict[str, float]], fold: int, final: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    epochs = [r["epoch"] for r in history]
+    ax.plot(epochs, [r["train_loss"] for r in history], marker="o", ms=3, label="train")
+    ax.plot(epochs, [r["val_loss"] for r in history], marker="o", ms=3, label="validation (early stopping)")
+    finite = [r for r in history if math.isfinite(r["val_loss"])]
+    if finite:
+        best = min(finite, key=lambda r: r["val_loss"])
+        ax.axvline(best["epoch"], color="grey", ls=":", lw=1, label=f"best epoch {best['epoch']}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("BCE loss")
+    ax.set_title(f"fold {fold}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(final) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
+def load_model(model_path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """A trained ``model.pt`` as an eval-mode module, plus its metadata (arch, config, fold...)."""
+    ckpt = torch.load(Path(model_path), map_location="cpu", weights_only=False)
+    model = build_model(ckpt["arch"], in_channels=ckpt["in_channels"], load_pretrained=False)
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(device).eval()
+    return model, {k: v for k, v in ckpt.items() if k != "state_dict"}
+
+
+def train_fold(
+    patch_files: Mapping[str, Path],
+    folds: pd.DataFrame,
+    fold: int,
+    out_dir: Path,
+    cfg: TrainConfig,
+    *,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train on the patients of ``folds`` outside ``fold`` and predict the held-out fold's original
+    patches. Writes model.pt, history.tsv, predictions.tsv and curve.png into ``out_dir`` (each
+    atomically); resumes from ``out_dir/state/checkpoint.pt`` when its config+input hash matches.
+    ``on_epoch_end(epoch, history_row)`` runs after each epoch, once its checkpoint (when one is due,
+    see ``checkpoint_every``) is on disk. Returns a
+    summary (best epoch, losses, sample counts, images/s)."""
+    out_dir = Path(out_dir)
+    state_path = out_dir / "state" / "checkpoint.pt"
+    device = resolve_device(cfg.device)
+    prev_threads = torch.get_num_threads()
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    try:
+        if device.type == "cpu":
+            if cfg.threads:
+                torch.set_num_threads(cfg.threads)
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        return _train_fold(patch_files, folds, fold, out_dir, state_path, cfg, device, on_epoch_end)
+    finally:
+        torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det)
+        torch.backends.cudnn.benchmark = prev_bench
+
+
+def _train_fold(patch_files, folds, fold, out_dir, state_path, cfg, device, on_epoch_end) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    data = load_fold_data(patch_files, folds, fold, cfg.val_fraction, cfg.seed)
+    _log(
+        fold,
+        f"{len(data.train)} training samples ({int(data.train.augmented.sum())} augmented) from "
+        f"{len(set(data.train.patient_ids))} patients; early stopping on {len(data.val)} samples of "
+        f"{len(set(data.val.patient_ids))} patients; held out {len(data.test)} samples of "
+        f"{len(set(data.test.patient_ids))} patients; device {device}, threads {torch.get_num_threads()}",
+    )
+    if len(data.val) == 0:
+        _log(fold, "no early-stopping patients (val_fraction 0 or too few patients): keeping the last epoch")
+    run_hash = _run_hash(cfg, data)
+
+    seed = cfg.seed * 1000 + fold
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+    model = build_model(cfg.arch, cfg.pretrained_weights, in_channels=int(data.train.x.shape[1]))
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg, device)
+    kw = {"device": device, "amp": cfg.amp, "channels_last": cfg.channels_last}
+
+    epoch, history = 0, []
+    best = {"state": _cpu_state(model), "val_loss": math.inf, "epoch": 0, "bad_epochs": 0}
+    if state_path.is_file():
+        ckpt = torch.load(state_path, map_location="cpu", weights_only=False)
+        if ckpt.get("hash") != run_hash:
+            _log(fold, f"config or inputs changed since {state_path} was written: starting fresh")
+            state_path.unlink()
+        else:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            epoch, history, best = ckpt["epoch"], ckpt["history"], ckpt["best"]
+            _set_rng_state(ckpt["rng"])
+            _log(fold, f"resuming after epoch {epoch} from {state_path}")
+
+    train, val = data.train.to(device), data.val.to(device)
+    step = None
+    if cfg.cuda_graphs and device.type == "cuda":
+        step = GraphedStep(model, optimizer, cfg.batch_size, **kw)
+    steps_images, steps_seconds = 0, 0.0
+    while epoch < cfg.epochs and best["bad_epochs"] < cfg.patience:
+        epoch += 1
+        t0 = time.perf_counter()
+        g = _epoch_generator(cfg.seed, fold, epoch)
+        train_loss, seen = train_epoch(model, optimizer, train.x, train.y, cfg.batch_size, g, step=step, **kw)
+        t_train = time.perf_counter() - t0
+        val_loss = evaluate_loss(model, val.x, val.y, cfg.eval_batch_size, **kw)
+        if not math.isfinite(train_loss) or (len(val) and not math.isfinite(val_loss)):
+            kept = f"the last good checkpoint ({state_path}) is kept" if state_path.is_file() else "no epoch"
+            raise SpinefxError(
+                f"fold {fold}, epoch {epoch}: loss is not finite (train {train_loss}, validation "
+                f"{val_loss}); training stopped, {kept}.",
+                fix="lower train.lr, or check the patches for extreme values",
+            )
+        seconds = time.perf_counter() - t0
+        steps_images += seen
+        steps_seconds += t_train
+        improved = len(val) == 0 or val_loss < best["val_loss"] - cfg.min_delta
+        if improved:
+            best = {"state": _cpu_state(model), "val_loss": val_loss, "epoch": epoch, "bad_epochs": 0}
+        else:
+            best["bad_epochs"] += 1
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+        }
+        history.append(row)
+        if epoch % cfg.checkpoint_every == 0:
+            _save_torch(
+                {
+                    "hash": run_hash,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "history": history,
+                    "best": best,
+                    "rng": _rng_state(),
+                },
+                state_path,
+            )
+        _log(
+            fold,
+            f"epoch {epoch}/{cfg.epochs} train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
+            f"images/s {seen / t_train:.1f} seconds {seconds:.1f}" + (" *best" if improved else ""),
+        )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, dict(row))
+    if best["bad_epochs"] >= cfg.patience:
+        _log(fold, f"early stop: no better validation loss for {cfg.patience} epochs")
+
+    model.load_state_dict(best["state"])
+    if cfg.bn_recalibrate:
+        n = recalibrate_batchnorm(model, train.x, cfg.eval_batch_size, cfg.bn_recalibrate_samples, seed, **kw)
+        _log(fold, f"BatchNorm statistics re-estimated on {n} training samples with the best weights")
+    final_state = _cpu_state(model)
+    del train, val
+    test = data.test
+    probs = torch.sigmoid(predict_logits(model, test.x, cfg.eval_batch_size, **kw)).numpy()
+
+    _save_torch(
+        {
+            "state_dict": final_state,
+            "arch": cfg.arch,
+            "in_channels": int(data.train.x.shape[1]),
+            "config": cfg.to_dict(),
+            "fold": fold,
+            "best_epoch": best["epoch"],
+            "best_val_loss": best["val_loss"],
+            "bn_recalibrated": cfg.bn_recalibrate,
+        },
+        out_dir / "model.pt",
+    )
+    hist = pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "lr", "seconds"])
+    with atomic_path(out_dir / "history.tsv") as tmp:
+        hist.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    preds = pd.DataFrame({"patient_id": test.patient_ids, "slice": test.slices, "prob": probs.astype(float)})
+    with atomic_path(out_dir / "predictions.tsv") as tmp:
+        preds.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
+    _write_curve(history, fold, out_dir / "curve.png")
+    if not cfg.keep_state:
+        with contextlib.suppress(OSError):
+            os.remove(state_path)
+            state_path.parent.rmdir()
+    summary = {
+        "fold": fold,
+        "device": str(device),
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"],
+        "best_val_loss": best["val_loss"],
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+        "n_test": len(data.test),
+        "train_images_per_s": steps_images / steps_seconds if steps_seconds else float("nan"),
+        "seconds": time.perf_counter() - t_start,
+    }
+    _log(
+        fold,
+        f"done: best epoch {best['epoch']} (val_loss {best['val_loss']:.4f}), {summary['seconds']:.0f} s",
+    )
+    return summary
+
+
+def copy_config(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """A changed copy of ``cfg`` (validated again)."""
+    return dataclasses.replace(copy.deepcopy(cfg), **changes)

@@ -1,0 +1,201 @@
+"""train_fold: outputs, determinism, kill-and-resume, NaN handling, config validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from spinefx.errors import SpinefxError
+from spinefx.learn.train import TrainConfig, load_model, train_fold
+
+try:
+    from tests.test_dataset import write_cohort
+except ImportError:
+    from test_dataset import write_cohort
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {
+    "arch": "resnet18",
+    "epochs": 2,
+    "val_fraction": 0.25,
+    "threads": 1,
+    "seed": 4,
+    "device": "cpu",
+    "patience": 10,
+    "bn_recalibrate": True,
+}
+
+
+@pytest.fixture(autouse=True)
+def no_torch_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    return write_cohort(tmp_path / "patches", n_benign=3, n_malignant=3, k=3, copies=(1, 2))
+
+
+def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def _same_model(a: Path, b: Path) -> bool:
+    sa, sb = _state_dict(a), _state_dict(b)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_config_from_dict_rejects_unknown_keys_and_reads_the_default_config():
+    with pytest.raises(SpinefxError, match="unknown train config keys \\['epoch'\\]"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(SpinefxError, match="arch"):
+        TrainConfig.from_dict({"arch": "resnet51"})
+    cfg_file = ROOT / "config" / "config.yaml"
+    if cfg_file.is_file():
+        block = yaml.safe_load(cfg_file.read_text())["train"]
+        cfg = TrainConfig.from_dict(block)
+        assert cfg.betas == (0.5, 0.999) and cfg.batch_size == 32
+    paper = TrainConfig()
+    assert (paper.arch, paper.lr, paper.betas, paper.batch_size, paper.epochs) == (
+        "resnet50",
+        1e-4,
+        (0.5, 0.999),
+        32,
+        100,
+    )
+
+
+def test_outputs_and_determinism(tmp_path, cohort):
+    files, folds = cohort
+    cfg = TrainConfig.from_dict(TINY)
+    outs = [tmp_path / "run_a", tmp_path / "run_b"]
+    summaries = [train_fold(files, folds, 2, out, cfg) for out in outs]
+    a, b = outs
+    for out in outs:
+        for name in ("model.pt", "history.tsv", "predictions.tsv", "curve.png"):
+            assert (out / name).stat().st_size > 0, name
+        assert not (out / "state").exists()  # resumable state is dropped after success
+    hist = pd.read_csv(a / "history.tsv", sep="\t")
+    assert list(hist.columns) == ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+    assert hist["epoch"].tolist() == [1, 2] and (hist["lr"] == 1e-4).all()
+    preds = pd.read_csv(a / "predictions.tsv", sep="\t")
+    held = folds.loc[folds["fold"] == 2, "patient_id"]
+    assert list(preds.columns) == ["patient_id", "slice", "prob"]
+    assert sorted(preds["patient_id"].unique()) == sorted(held) and len(preds) == 3 * len(held)
+    assert sorted(preds["slice"].unique()) == [10, 11, 12]
+    assert preds["prob"].between(0, 1).all()
+    assert summaries[0]["n_test"] == len(preds)
+    # same seed, same everything
+    assert (a / "predictions.tsv").read_bytes() == (b / "predictions.tsv").read_bytes()
+    assert _same_model(a / "model.pt", b / "model.pt")
+    # model.pt reloads and reproduces the predictions
+    model, meta = load_model(a / "model.pt")
+    assert meta["arch"] == "resnet18" and meta["fold"] == 2
+    test_x = torch.stack([torch.zeros(6, 64, 64)])
+    assert model(test_x).shape == (1,)
+
+
+_RUN = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+    import pandas as pd
+    from spinefx.learn.train import TrainConfig, train_fold
+    files = {k: Path(v) for k, v in json.loads(sys.argv[1]).items()}
+    folds = pd.read_csv(sys.argv[2], sep="\\t")
+    kill = int(sys.argv[4])
+    def hook(epoch, row):
+        if epoch == kill:
+            os._exit(9)  # as abrupt as SIGKILL: no cleanup, no flushing
+    train_fold(files, folds, 1, Path(sys.argv[3]), TrainConfig.from_dict(json.loads(sys.argv[5])),
+               on_epoch_end=hook)
+    """
+)
+
+
+def _run(files, folds_tsv, out, kill, cfg) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-c", _RUN, json.dumps({k: str(v) for k, v in files.items()})]
+    args += [str(folds_tsv), str(out), str(kill), json.dumps(cfg)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_killed_job_resumes_to_the_same_result(tmp_path, cohort):
+    files, folds = cohort
+    folds_tsv = tmp_path / "folds.tsv"
+    folds.to_csv(folds_tsv, sep="\t", index=False)
+    cfg = dict(TINY, epochs=3)
+    ref = _run(files, folds_tsv, tmp_path / "ref", 0, cfg)
+    assert ref.returncode == 0, ref.stderr
+    killed = _run(files, folds_tsv, tmp_path / "job", 1, cfg)
+    assert killed.returncode == 9
+    assert not (tmp_path / "job" / "model.pt").exists()
+    state = torch.load(tmp_path / "job" / "state" / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1
+    resumed = _run(files, folds_tsv, tmp_path / "job", 0, cfg)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch 1" in resumed.stderr
+    assert "epoch 1/3" not in resumed.stderr and "epoch 2/3" in resumed.stderr
+    assert _same_model(tmp_path / "ref" / "model.pt", tmp_path / "job" / "model.pt")
+    ref_preds = (tmp_path / "ref" / "predictions.tsv").read_bytes()
+    assert ref_preds == (tmp_path / "job" / "predictions.tsv").read_bytes()
+    ref_hist = pd.read_csv(tmp_path / "ref" / "history.tsv", sep="\t")
+    job_hist = pd.read_csv(tmp_path / "job" / "history.tsv", sep="\t")
+    pd.testing.assert_frame_equal(ref_hist.drop(columns="seconds"), job_hist.drop(columns="seconds"))
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_changed_config_starts_fresh(tmp_path, cohort, capfd):
+    files, folds = cohort
+
+    def stop(epoch, row):
+        raise _Stop
+
+    cfg = TrainConfig.from_dict(TINY)
+    with pytest.raises(_Stop):
+        train_fold(files, folds, 3, tmp_path, cfg, on_epoch_end=stop)
+    assert (tmp_path / "state" / "checkpoint.pt").is_file()
+    capfd.readouterr()
+    train_fold(files, folds, 3, tmp_path, TrainConfig.from_dict(dict(TINY, lr=2e-4)))
+    err = capfd.readouterr().err
+    assert "config or inputs changed" in err and "starting fresh" in err and "epoch 1/2" in err
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, cohort):
+    files, folds = cohort
+
+    def poison(epoch, row):
+        model_param = poison.model_param
+        with torch.no_grad():
+            model_param.fill_(float("nan"))
+
+    # reach the model through the optimiser hook: the first Adam created in train_fold
+    original_adam = torch.optim.Adam
+
+    def spy_adam(params, **kw):
+        params = list(params)
+        poison.model_param = params[0]
+        return original_adam(params, **kw)
+
+    torch.optim.Adam = spy_adam
+    try:
+        with pytest.raises(SpinefxError, match=r"fold 1, epoch 2: loss is not finite"):
+            train_fold(files, folds, 1, tmp_path, TrainConfig.from_dict(TINY), on_epoch_end=poison)
+    finally:
+        torch.optim.Adam = original_adam
+    state = torch.load(tmp_path / "state" / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "model.pt").exists()

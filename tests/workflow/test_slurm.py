@@ -1,0 +1,289 @@
+"""The SLURM path for real: workflows submitted through profiles/slurm to the single-node cluster of
+scripts/slurm_up.sh, checked against SLURM's own accounting (sacct).
+
+Run with `pytest -m slurm tests/workflow/test_slurm.py` after `sudo scripts/slurm_up.sh`; every test is
+skipped, with the reason, when no cluster answers here.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+SITE_PROFILE = REPO / "profiles" / "slurm"
+TEST_PROFILE = REPO / "tests" / "profiles" / "slurm-local"
+TINY = REPO / "tests" / "config" / "tiny.yaml"
+ACCOUNT = "spinefx"
+
+SUBMITTED_RE = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+ARRAY_RE = re.compile(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)")
+RUN_ID_RE = re.compile(r"SLURM run ID: (\S+)")
+
+
+def cluster_problem() -> str | None:
+    """Why the local cluster cannot take jobs now, or None when it can."""
+    if shutil.which("sinfo") is None or shutil.which("sacct") is None:
+        return "SLURM is not installed here (run `sudo scripts/slurm_up.sh`)"
+    try:
+        sinfo = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "sinfo timed out: slurmctld is not answering (run `sudo scripts/slurm_up.sh`)"
+    if sinfo.returncode != 0:
+        return (
+            f"sinfo failed ({sinfo.stderr.strip()}): the cluster is not up (run `sudo scripts/slurm_up.sh`)"
+        )
+    states = sinfo.stdout.split()
+    if not any(s.rstrip("*~#").startswith(("idle", "mixed")) for s in states):
+        return f"no idle SLURM node (node states: {states or 'none'})"
+    sacct = subprocess.run(
+        ["sacct", "-n", "-X", "-S", "now-1minutes"], capture_output=True, text=True, timeout=30
+    )
+    if sacct.returncode != 0:
+        # The plugin follows jobs with sacct; without accounting Snakemake would wait forever.
+        return f"sacct fails ({sacct.stderr.strip()}): slurmdbd accounting is not running"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    problem = cluster_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+def run_snakemake(workdir: Path, *args: str, timeout_s: int = 600) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "-d", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=timeout_s)
+
+
+def log_of(proc: subprocess.CompletedProcess) -> str:
+    return proc.stdout + proc.stderr
+
+
+def submitted_jobs(log: str) -> dict[str, str]:
+    """{snakemake job id: SLURM job id} from the main log (array tasks as <jobid>_<task>)."""
+    jobs = dict(SUBMITTED_RE.findall(log))
+    for ids, slurm_id in ARRAY_RE.findall(log):
+        for task, job in enumerate(ids.split(","), start=1):
+            jobs[job] = f"{slurm_id}_{task}"
+    return jobs
+
+
+def sacct_rows(slurm_ids: list[str]) -> dict[str, dict[str, str]]:
+    """sacct's view of the given jobs (allocations only), keyed by job id."""
+    fields = [
+        "JobID",
+        "JobName",
+        "Account",
+        "Partition",
+        "State",
+        "AllocCPUS",
+        "ReqMem",
+        "Timelimit",
+        "Comment",
+    ]
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-X", "-j", ",".join(slurm_ids), "-o", ",".join(fields)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    rows = [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line]
+    return {r["JobID"]: r for r in rows}
+
+
+def sbatch_calls(log: str) -> dict[str, str]:
+    """{rule: sbatch command line} from the debug lines of a --verbose run."""
+    calls = {}
+    for line in log.splitlines():
+        if line.startswith("sbatch call: "):
+            rule = re.search(r"--comment '?rule_(\w+?)(?:_wildcards_\S*)?'? ", line)
+            assert rule, line
+            calls[rule.group(1)] = line.removeprefix("sbatch call: ").split(" --wrap=")[0]
+    return calls
+
+
+TOY = """
+localrules: all, gather
+
+rule all:
+    input: "gather.txt"
+
+rule make:
+    output: "parts/{i}.txt"
+    resources: mem_mb=200, runtime=5
+    shell: "echo $SLURM_JOB_ID ${{SLURM_ARRAY_JOB_ID:-}} ${{SLURM_ARRAY_TASK_ID:-}} > {output}"
+
+rule pair:
+    output: "pair.txt"
+    threads: 2
+    shell: "echo $SLURM_JOB_ID $SLURM_CPUS_PER_TASK > {output}"
+
+rule gather:
+    input: expand("parts/{i}.txt", i=[1, 2, 3]), "pair.txt"
+    output: "gather.txt"
+    shell: "cat {input} > {output}; echo ${{SLURM_JOB_ID:-local}} >> {output}"
+"""
+
+
+def id_written_by(path: Path) -> str:
+    """The SLURM id a toy job recorded: <jobid>, or <array jobid>_<task> inside an array."""
+    fields = path.read_text().split()
+    return f"{fields[1]}_{fields[2]}" if len(fields) == 3 else fields[0]
+
+
+@pytest.mark.parametrize("mode", ["jobs", "array"])
+def test_toy_workflow_runs_every_nonlocal_job_as_a_slurm_job(
+    cluster: None, tmp_path: Path, mode: str
+) -> None:
+    (tmp_path / "Snakefile").write_text(textwrap.dedent(TOY))
+    array = ["--slurm-array-jobs=make"] if mode == "array" else []  # as documented in profiles/slurm
+    proc = run_snakemake(tmp_path, "--profile", str(SITE_PROFILE), "--profile", str(TEST_PROFILE), *array)
+    log = log_of(proc)
+    assert proc.returncode == 0, log[-6000:]
+    run_id = RUN_ID_RE.search(log).group(1)
+
+    jobs = submitted_jobs(log)
+    assert len(jobs) == 4, log[-6000:]  # make x3 and pair; all and gather are local rules
+    rows = sacct_rows(list(jobs.values()))
+    assert set(rows) == set(jobs.values())
+    for row in rows.values():
+        assert row["State"] == "COMPLETED", row
+        assert row["JobName"] == run_id  # the plugin names every job of a run by its run ID
+        assert row["Account"] == ACCOUNT and row["Partition"] == "cpu"  # site settings of profiles/slurm
+
+    # Each job wrote the SLURM id it ran under: the one Snakemake logged and sacct accounted.
+    make_ids = [id_written_by(tmp_path / "parts" / f"{i}.txt") for i in (1, 2, 3)]
+    pair_id = (tmp_path / "pair.txt").read_text().split()[0]
+    assert sorted([*make_ids, pair_id]) == sorted(jobs.values())
+    for slurm_id in make_ids:
+        row = rows[slurm_id]
+        assert row["Comment"].startswith("rule_make_wildcards_"), row
+        assert (row["AllocCPUS"], row["Timelimit"]) == ("1", "00:05:00")  # the rule's own resources
+        mem_mb = int(row["ReqMem"].removesuffix("M"))
+        # An array adds a megabyte or so to --mem for its encoded job list (the plugin's "memory fudge").
+        assert mem_mb == 200 if mode == "jobs" else 200 < mem_mb <= 205, row
+    if mode == "array":
+        assert len({i.split("_")[0] for i in make_ids}) == 1 and all("_" in i for i in make_ids)  # one array
+    else:
+        assert {rows[i]["Comment"] for i in make_ids} == {f"rule_make_wildcards_{i}" for i in (1, 2, 3)}
+    # threads: 2 became --cpus-per-task=2; the profile's default resources filled in memory and time.
+    pair = rows[pair_id]
+    assert (tmp_path / "pair.txt").read_text().split()[1] == "2"
+    assert (pair["Comment"], pair["AllocCPUS"], pair["ReqMem"], pair["Timelimit"]) == (
+        "rule_pair",
+        "2",
+        "2000M",
+        "01:00:00",
+    )
+    # The local rule ran in Snakemake's own process, outside any SLURM job.
+    assert (tmp_path / "gather.txt").read_text().split()[-1] == "local"
+    # SLURM logs of successful jobs are kept where the README says.
+    logs = {p.stem for p in (tmp_path / ".snakemake" / "slurm_logs").rglob("*.log")}
+    assert {i.split("_")[0] for i in jobs.values()} <= {name.split("_")[0] for name in logs}, logs
+
+
+GPU_TOY = """
+rule train_fold:
+    output: "model.txt"
+    threads: 2
+    resources: mem_mb=500, runtime=10, gpu=1
+    shell: "echo trained > {output}"
+"""
+
+
+def gres_alternative(profile: Path) -> str:
+    """The commented `set-resources` block of the site profile, uncommented as its users would."""
+    text = (profile / "config.yaml").read_text()
+    block = text.split("# set-resources:")[1]
+    lines = ["set-resources:"]
+    for line in block.splitlines()[1:]:
+        if not line.startswith("#   "):
+            break
+        lines.append(line[1:])
+    return "\n".join(lines) + "\n"
+
+
+def test_sbatch_asks_for_the_gpu_with_gpus_or_the_documented_gres(cluster: None, tmp_path: Path) -> None:
+    (tmp_path / "Snakefile").write_text(textwrap.dedent(GPU_TOY))
+    fast = ["--slurm-init-seconds-before-status-checks", "2", "--retries", "0", "--verbose"]
+
+    # The site profile as shipped: the rule's gpu: 1 becomes --gpus=1 (and the profile's account/partition).
+    proc = run_snakemake(tmp_path, "--profile", str(SITE_PROFILE), *fast)
+    calls = sbatch_calls(log_of(proc))
+    assert set(calls) == {"train_fold"}, log_of(proc)[-4000:]
+    call = calls["train_fold"].split()
+    assert "--gpus=1" in call and not any(a.startswith("--gres") for a in call)
+    assert "-A" in call and call[call.index("-A") + 1] == ACCOUNT
+    assert "-p" in call and call[call.index("-p") + 1] == "cpu"
+    assert "--cpus-per-task=2" in call and call[call.index("--mem") + 1] == "500"
+    if proc.returncode != 0:
+        # This cluster has no GPU: SLURM itself must have read the request as one and refused it.
+        assert "Invalid generic resource (gres) specification" in log_of(proc), log_of(proc)[-4000:]
+
+    # The commented alternative for clusters that reject --gpus: --gres=gpu:1 and no --gpus.
+    block = gres_alternative(SITE_PROFILE)
+    assert 'gres: "gpu:1"' in block
+    gres_profile = tmp_path / "gres-profile"
+    gres_profile.mkdir()
+    (gres_profile / "config.yaml").write_text(block)
+    proc = run_snakemake(tmp_path, "--profile", str(SITE_PROFILE), "--profile", str(gres_profile), *fast)
+    calls = sbatch_calls(log_of(proc))
+    assert set(calls) == {"train_fold"}, log_of(proc)[-4000:]
+    call = calls["train_fold"].split()
+    assert "--gres=gpu:1" in call and not any(a.startswith("--gpus") for a in call)
+
+
+JOB_HEADER_RE = re.compile(r"^(local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", re.M)
+
+
+def planned_jobs(log: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = log.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.mark.slow
+def test_real_workflow_on_the_tiny_demo_runs_through_the_cluster(cluster: None, tmp_path: Path) -> None:
+    common = ["-s", str(REPO / "Snakefile"), "--configfile", str(TINY)]
+    profiles = ["--profile", str(SITE_PROFILE), "--profile", str(TEST_PROFILE)]
+    plan = planned_jobs(log_of(run_snakemake(tmp_path, *common, "-n", "--quiet", "rules")))
+    proc = run_snakemake(tmp_path, *common, *profiles, timeout_s=1800)
+    log = log_of(proc)
+    assert proc.returncode == 0, log[-8000:]
+
+    # Every job Snakemake started, and whether it ran locally or was handed to SLURM.
+    started = {jobid: (bool(local), rule) for local, rule, jobid in JOB_HEADER_RE.findall(log)}
+    ran = {}
+    for _, rule in started.values():
+        ran[rule] = ran.get(rule, 0) + 1
+    assert ran == plan  # the whole planned DAG ran, nothing more
+    remote = {jobid: rule for jobid, (local, rule) in started.items() if not local}
+    local_rules = {rule for local, rule in started.values() if local}
+    assert {"train_fold", "dicom_to_nifti", "register_t1_to_t2"} <= set(remote.values())
+    assert not local_rules & set(remote.values())
+
+    # Each non-local job was submitted as a SLURM job, and SLURM's accounting saw it finish.
+    jobs = submitted_jobs(log)
+    assert set(jobs) == set(remote), log[-8000:]
+    rows = sacct_rows(list(jobs.values()))
+    assert set(rows) == set(jobs.values())
+    for jobid, slurm_id in jobs.items():
+        row = rows[slurm_id]
+        assert row["State"] == "COMPLETED" and row["Account"] == ACCOUNT, row
+        assert row["Comment"].split("_wildcards_")[0] == f"rule_{remote[jobid]}", (row, remote[jobid])
+    train = [r for r in rows.values() if r["Comment"].startswith("rule_train_fold")]
+    assert len(train) == plan["train_fold"]
+    assert all(r["ReqMem"] == "16000M" for r in train)  # the rule's resources reached sbatch
+    assert (tmp_path / "results" / "tables" / "table2_diagnostic.tsv").exists()
