@@ -1,4 +1,4 @@
-"""The library is laid out by stage, like the DAG, and imports only run from a later stage to an earlier one."""
+"""The library is laid out by stage, like the DAG; imports run from a later stage to an earlier one only."""
 
 from __future__ import annotations
 
