@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/snakefmt --check Snakefile workflow/
 	$(BIN)/snakemake --lint
 	$(PY) scripts/config_readme.py --check
+	$(PY) scripts/architecture.py --check
 
 test: lint
 	$(BIN)/pytest -q -m "not slow and not slurm and not container"
