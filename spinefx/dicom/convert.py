@@ -23,14 +23,12 @@ from typing import Any
 import numpy as np
 import pydicom
 import SimpleITK as sitk
-from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
 from spinefx.atomic import atomic_path
+from spinefx.dicom.decode import stored_pixels
 from spinefx.errors import SpinefxError
 
-# Transfer syntaxes whose pixel data we slice straight out of the file (fast path, no decoder).
-_NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 # Tolerances, in mm (positions) and direction-cosine units (orientations).
 _ORIENT_TOL = 1e-4
@@ -509,31 +507,13 @@ def _sort_and_space(
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_decodable(ds: pydicom.Dataset, path: Path, patient: str | None) -> None:
-    ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
-    if str(ts) in _NATIVE_LE or not ts.is_compressed:
-        return
-    try:
-        available = get_decoder(ts).is_available
-    except NotImplementedError:
-        available = False
-    if not available:
-        raise SpinefxError(
-            f"pixel data is compressed as '{ts.name}' ({ts}) and no installed decoder can read it.",
-            patient=patient,
-            path=path,
-            fix="decompress the series first (e.g. `gdcmconv --raw` or `dcmdjpeg`), or install a decoder "
-            "plugin for pydicom (pylibjpeg with pylibjpeg-libjpeg, or python-gdcm).",
-        )
-
-
 def _pixels(frame: _Frame, n_frames: int, patient: str | None) -> np.ndarray:
     """Stored pixel values of the frame's file as [frames, rows, cols] (no rescale yet).
 
     The header was parsed once during the scan with the pixel data deferred; reading the value
     now seeks straight to it, so each file is parsed once.
     """
-    ds, path, rows, cols = frame.ds, frame.path, frame.rows, frame.cols
+    ds, path = frame.ds, frame.path
     if "PixelData" not in ds:
         raise SpinefxError(
             "DICOM image has no pixel data; the file is truncated or corrupt.",
@@ -548,36 +528,7 @@ def _pixels(frame: _Frame, n_frames: int, patient: str | None) -> np.ndarray:
             path=path,
             fix="choose the original magnitude series, not a screenshot/colour map.",
         )
-    _check_decodable(ds, path, patient)
-    ts = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
-    bits = int(ds.BitsAllocated)
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
-    fast = ts in _NATIVE_LE and bits in (8, 16, 32) and int(ds.get("BitsStored", bits)) == bits
-    expected = n_frames * rows * cols
-    try:
-        if fast:
-            dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<")
-            raw = ds.PixelData
-            if len(raw) < expected * dtype.itemsize:
-                raise SpinefxError(
-                    f"pixel data holds {len(raw)} bytes, {expected * dtype.itemsize} expected; "
-                    "the file is truncated or corrupt.",
-                    patient=patient,
-                    path=path,
-                    fix="copy the series again from the PACS/scanner.",
-                )
-            return np.frombuffer(raw, dtype=dtype, count=expected).reshape(n_frames, rows, cols)
-        arr = ds.pixel_array
-    except SpinefxError:
-        raise
-    except Exception as exc:
-        raise SpinefxError(
-            f"cannot read/decode pixel data ({type(exc).__name__}: {exc}); the file is truncated or corrupt.",
-            patient=patient,
-            path=path,
-            fix="copy the series again, or decompress it first (e.g. `gdcmconv --raw`).",
-        ) from exc
-    return np.asarray(arr).reshape(n_frames, rows, cols)
+    return stored_pixels(ds, path, n_frames, patient)
 
 
 def _volume(frames: list[_Frame], multi: bool, patient: str | None) -> np.ndarray:
