@@ -27,6 +27,7 @@ from pydicom.uid import UID
 
 from spinefx.atomic import atomic_path
 from spinefx.dicom.decode import stored_pixels
+from spinefx.dicom.plain import check_one_kind, check_unique_instances, plain_stack
 from spinefx.errors import SpinefxError
 
 _ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
@@ -664,6 +665,8 @@ def read_series(
     series_uid: str | None = None,
     patient: str | None = None,
     expect_plane: str | None = None,
+    echo: int | None = None,
+    allow_derived: bool | None = None,
 ) -> tuple[sitk.Image, dict]:
     """Read one series from ``dicom_dir`` into a SimpleITK image (LPS) and its PHI-free sidecar dict.
 
@@ -671,13 +674,19 @@ def read_series(
     Slices are ordered by position along the slice normal; the sidecar's ``instance_numbers`` gives
     the InstanceNumber of each slice k so sheet annotations map to voxel indices. With
     ``expect_plane`` (sagittal, coronal, axial) a stack in another plane is refused: the study's
-    boxes and neighbour slices only make sense on the sagittal series.
+    boxes and neighbour slices only make sense on the sagittal series. ``echo`` picks one echo of a
+    multi-echo series; ``allow_derived`` accepts a DERIVED series (both: ``convert`` config block).
     """
     dicom_dir = Path(dicom_dir)
     series, notes = _scan_folder(dicom_dir, patient)
     uid, members, choice_notes = _choose_series(series, series_uid, dicom_dir, patient)
     notes += choice_notes
+    members, stack_notes = plain_stack(
+        members, dicom_dir, patient=patient, echo=echo, allow_derived=allow_derived
+    )
+    notes += stack_notes
     frames, multi = _frames_of(members, patient)
+    check_one_kind(members, patient)
     _check_consistent(frames, dicom_dir, patient)
     axes = _axes(frames[0].orientation, frames[0].path, patient)
     plane = slice_plane(axes[:, 2])
@@ -691,6 +700,7 @@ def read_series(
             "(or choose it with t1_series_uid/t2_series_uid).",
         )
     frames, spacing = _sort_and_space(frames, axes, dicom_dir, patient)
+    check_unique_instances(members, patient)
     first_ds = members[0][1]
     if np.isnan(spacing):  # one slice: the thickness is the best depth we have
         spacing = float(_num(first_ds, "SpacingBetweenSlices") or _num(first_ds, "SliceThickness") or 1.0)
@@ -717,13 +727,22 @@ def convert_series(
     patient: str | None = None,
     expect_plane: str | None = None,
     compression_level: int = 1,
+    echo: int | None = None,
+    allow_derived: bool | None = None,
 ) -> dict:
     """Convert one DICOM series to ``out_nii`` (NIfTI, gzip if the name ends .gz) and ``out_json``.
 
     ``compression_level`` (1 fastest .. 9 smallest) trades file size for speed; level 1 keeps the
     conversion within dcm2niix's time on typical series. Returns the sidecar dict.
     """
-    image, meta = read_series(dicom_dir, series_uid=series_uid, patient=patient, expect_plane=expect_plane)
+    image, meta = read_series(
+        dicom_dir,
+        series_uid=series_uid,
+        patient=patient,
+        expect_plane=expect_plane,
+        echo=echo,
+        allow_derived=allow_derived,
+    )
     out_nii, out_json = Path(out_nii), Path(out_json)
     use_gz = out_nii.name.endswith(".gz")
     with atomic_path(out_nii) as tmp:
