@@ -18,19 +18,21 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
-import SimpleITK as sitk
-from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
 from spinefx.atomic import atomic_path
+from spinefx.dicom.decode import stored_pixels
+from spinefx.dicom.nifti import PIXEL_TYPE_NAMES, write_nifti
+from spinefx.dicom.plain import check_one_kind, check_unique_instances, plain_stack
 from spinefx.errors import SpinefxError
 
-# Transfer syntaxes whose pixel data we slice straight out of the file (fast path, no decoder).
-_NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+if TYPE_CHECKING:  # SimpleITK costs 0.25 s to import; only read_series needs it
+    import SimpleITK as sitk
+
 _ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 # Tolerances, in mm (positions) and direction-cosine units (orientations).
 _ORIENT_TOL = 1e-4
@@ -509,31 +511,13 @@ def _sort_and_space(
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_decodable(ds: pydicom.Dataset, path: Path, patient: str | None) -> None:
-    ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
-    if str(ts) in _NATIVE_LE or not ts.is_compressed:
-        return
-    try:
-        available = get_decoder(ts).is_available
-    except NotImplementedError:
-        available = False
-    if not available:
-        raise SpinefxError(
-            f"pixel data is compressed as '{ts.name}' ({ts}) and no installed decoder can read it.",
-            patient=patient,
-            path=path,
-            fix="decompress the series first (e.g. `gdcmconv --raw` or `dcmdjpeg`), or install a decoder "
-            "plugin for pydicom (pylibjpeg with pylibjpeg-libjpeg, or python-gdcm).",
-        )
-
-
 def _pixels(frame: _Frame, n_frames: int, patient: str | None) -> np.ndarray:
     """Stored pixel values of the frame's file as [frames, rows, cols] (no rescale yet).
 
     The header was parsed once during the scan with the pixel data deferred; reading the value
     now seeks straight to it, so each file is parsed once.
     """
-    ds, path, rows, cols = frame.ds, frame.path, frame.rows, frame.cols
+    ds, path = frame.ds, frame.path
     if "PixelData" not in ds:
         raise SpinefxError(
             "DICOM image has no pixel data; the file is truncated or corrupt.",
@@ -548,36 +532,7 @@ def _pixels(frame: _Frame, n_frames: int, patient: str | None) -> np.ndarray:
             path=path,
             fix="choose the original magnitude series, not a screenshot/colour map.",
         )
-    _check_decodable(ds, path, patient)
-    ts = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
-    bits = int(ds.BitsAllocated)
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
-    fast = ts in _NATIVE_LE and bits in (8, 16, 32) and int(ds.get("BitsStored", bits)) == bits
-    expected = n_frames * rows * cols
-    try:
-        if fast:
-            dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<")
-            raw = ds.PixelData
-            if len(raw) < expected * dtype.itemsize:
-                raise SpinefxError(
-                    f"pixel data holds {len(raw)} bytes, {expected * dtype.itemsize} expected; "
-                    "the file is truncated or corrupt.",
-                    patient=patient,
-                    path=path,
-                    fix="copy the series again from the PACS/scanner.",
-                )
-            return np.frombuffer(raw, dtype=dtype, count=expected).reshape(n_frames, rows, cols)
-        arr = ds.pixel_array
-    except SpinefxError:
-        raise
-    except Exception as exc:
-        raise SpinefxError(
-            f"cannot read/decode pixel data ({type(exc).__name__}: {exc}); the file is truncated or corrupt.",
-            patient=patient,
-            path=path,
-            fix="copy the series again, or decompress it first (e.g. `gdcmconv --raw`).",
-        ) from exc
-    return np.asarray(arr).reshape(n_frames, rows, cols)
+    return stored_pixels(ds, path, n_frames, patient)
 
 
 def _volume(frames: list[_Frame], multi: bool, patient: str | None) -> np.ndarray:
@@ -612,11 +567,7 @@ def _volume(frames: list[_Frame], multi: bool, patient: str | None) -> np.ndarra
 
 def affine_ras(image: sitk.Image) -> np.ndarray:
     """4x4 voxel-index -> RAS mm affine of an image (what the NIfTI header holds)."""
-    direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
-    lps = np.eye(4)
-    lps[:3, :3] = direction * np.asarray(image.GetSpacing(), float)
-    lps[:3, 3] = image.GetOrigin()
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    return _affine_lps_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
 
 
 def _num(ds: pydicom.Dataset, keyword: str) -> float | None:
@@ -643,8 +594,15 @@ def _str(ds: pydicom.Dataset, keyword: str) -> str | None:
     return str(value).strip()
 
 
+def _affine_lps_to_ras(spacing, origin, direction) -> np.ndarray:
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(direction, float).reshape(3, 3) * np.asarray(spacing, float)
+    lps[:3, 3] = origin
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
 def _sidecar(
-    image: sitk.Image,
+    geometry: tuple[tuple, tuple, tuple, tuple, str],
     frames: list[_Frame],
     ds: pydicom.Dataset,
     multi: bool,
@@ -670,12 +628,13 @@ def _sidecar(
         )
     slopes = sorted({f.slope for f in frames})
     intercepts = sorted({f.intercept for f in frames})
+    size, spacing, origin, direction, data_type = geometry
     return {
-        "size": list(image.GetSize()),
-        "spacing": list(image.GetSpacing()),
-        "origin_lps": list(image.GetOrigin()),
-        "direction_lps": list(image.GetDirection()),
-        "affine_ras": affine_ras(image).tolist(),
+        "size": list(size),
+        "spacing": list(spacing),
+        "origin_lps": list(origin),
+        "direction_lps": list(direction),
+        "affine_ras": _affine_lps_to_ras(spacing, origin, direction).tolist(),
         "instance_numbers": [f.number for f in frames],
         "instance_numbers_are_frame_numbers": multi,
         "n_files": n_files,
@@ -696,7 +655,7 @@ def _sidecar(
         "multi_frame": multi,
         "rescale_slopes": slopes,
         "rescale_intercepts": intercepts,
-        "data_type": image.GetPixelIDTypeAsString(),
+        "data_type": data_type,
         "converter": "spinefx.dicom.convert",
         "notes": notes,
     }
@@ -707,26 +666,34 @@ def _sidecar(
 # ---------------------------------------------------------------------------------------------
 
 
-def read_series(
+def _read(
     dicom_dir: Path | str,
     *,
     series_uid: str | None = None,
     patient: str | None = None,
     expect_plane: str | None = None,
-) -> tuple[sitk.Image, dict]:
-    """Read one series from ``dicom_dir`` into a SimpleITK image (LPS) and its PHI-free sidecar dict.
+    echo: int | None = None,
+    allow_derived: bool | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The series' volume [k, rows, cols] (real-world values) and its sidecar; see ``read_series``.
 
     The series is ``series_uid`` if given, else the only (non-localizer) series in the folder.
     Slices are ordered by position along the slice normal; the sidecar's ``instance_numbers`` gives
     the InstanceNumber of each slice k so sheet annotations map to voxel indices. With
     ``expect_plane`` (sagittal, coronal, axial) a stack in another plane is refused: the study's
-    boxes and neighbour slices only make sense on the sagittal series.
+    boxes and neighbour slices only make sense on the sagittal series. ``echo`` picks one echo of a
+    multi-echo series; ``allow_derived`` accepts a DERIVED series (both: ``convert`` config block).
     """
     dicom_dir = Path(dicom_dir)
     series, notes = _scan_folder(dicom_dir, patient)
     uid, members, choice_notes = _choose_series(series, series_uid, dicom_dir, patient)
     notes += choice_notes
+    members, stack_notes = plain_stack(
+        members, dicom_dir, patient=patient, echo=echo, allow_derived=allow_derived
+    )
+    notes += stack_notes
     frames, multi = _frames_of(members, patient)
+    check_one_kind(members, patient)
     _check_consistent(frames, dicom_dir, patient)
     axes = _axes(frames[0].orientation, frames[0].path, patient)
     plane = slice_plane(axes[:, 2])
@@ -740,20 +707,59 @@ def read_series(
             "(or choose it with t1_series_uid/t2_series_uid).",
         )
     frames, spacing = _sort_and_space(frames, axes, dicom_dir, patient)
+    check_unique_instances(members, patient)
     first_ds = members[0][1]
     if np.isnan(spacing):  # one slice: the thickness is the best depth we have
         spacing = float(_num(first_ds, "SpacingBetweenSlices") or _num(first_ds, "SliceThickness") or 1.0)
         notes.append("single-slice series")
     volume = _volume(frames, multi, patient)
-    image = sitk.GetImageFromArray(volume)
     row_mm, col_mm = frames[0].pixel_spacing
-    image.SetSpacing((col_mm, row_mm, spacing))
-    image.SetOrigin(tuple(float(v) for v in frames[0].position))
-    image.SetDirection(tuple(float(v) for v in axes.flatten()))
+    geometry = (
+        (volume.shape[2], volume.shape[1], volume.shape[0]),
+        (float(col_mm), float(row_mm), float(spacing)),
+        tuple(float(v) for v in frames[0].position),
+        tuple(float(v) for v in axes.flatten()),
+        PIXEL_TYPE_NAMES[volume.dtype],
+    )
     meta = _sidecar(
-        image, frames, first_ds, multi, len(members), spacing if len(frames) > 1 else float("nan"), notes
+        geometry, frames, first_ds, multi, len(members), spacing if len(frames) > 1 else float("nan"), notes
     )
     meta["plane"] = plane
+    return volume, meta
+
+
+def read_series(
+    dicom_dir: Path | str,
+    *,
+    series_uid: str | None = None,
+    patient: str | None = None,
+    expect_plane: str | None = None,
+    echo: int | None = None,
+    allow_derived: bool | None = None,
+) -> tuple[sitk.Image, dict]:
+    """Read one series from ``dicom_dir`` into a SimpleITK image (LPS) and its PHI-free sidecar dict.
+
+    The series is ``series_uid`` if given, else the only (non-localizer) series in the folder.
+    Slices are ordered by position along the slice normal; the sidecar's ``instance_numbers`` gives
+    the InstanceNumber of each slice k so sheet annotations map to voxel indices. With
+    ``expect_plane`` (sagittal, coronal, axial) a stack in another plane is refused: the study's
+    boxes and neighbour slices only make sense on the sagittal series. ``echo`` picks one echo of a
+    multi-echo series; ``allow_derived`` accepts a DERIVED series (both: ``convert`` config block).
+    """
+    import SimpleITK as sitk
+
+    volume, meta = _read(
+        dicom_dir,
+        series_uid=series_uid,
+        patient=patient,
+        expect_plane=expect_plane,
+        echo=echo,
+        allow_derived=allow_derived,
+    )
+    image = sitk.GetImageFromArray(volume)
+    image.SetSpacing(meta["spacing"])
+    image.SetOrigin(meta["origin_lps"])
+    image.SetDirection(meta["direction_lps"])
     return image, meta
 
 
@@ -766,19 +772,25 @@ def convert_series(
     patient: str | None = None,
     expect_plane: str | None = None,
     compression_level: int = 1,
+    echo: int | None = None,
+    allow_derived: bool | None = None,
 ) -> dict:
     """Convert one DICOM series to ``out_nii`` (NIfTI, gzip if the name ends .gz) and ``out_json``.
 
     ``compression_level`` (1 fastest .. 9 smallest) trades file size for speed; level 1 keeps the
     conversion within dcm2niix's time on typical series. Returns the sidecar dict.
     """
-    image, meta = read_series(dicom_dir, series_uid=series_uid, patient=patient, expect_plane=expect_plane)
+    volume, meta = _read(
+        dicom_dir,
+        series_uid=series_uid,
+        patient=patient,
+        expect_plane=expect_plane,
+        echo=echo,
+        allow_derived=allow_derived,
+    )
     out_nii, out_json = Path(out_nii), Path(out_json)
-    use_gz = out_nii.name.endswith(".gz")
     with atomic_path(out_nii) as tmp:
-        sitk.WriteImage(
-            image, str(tmp), useCompression=use_gz, compressionLevel=compression_level if use_gz else -1
-        )
+        write_nifti(tmp, volume, np.asarray(meta["affine_ras"]), compression_level=compression_level)
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return meta

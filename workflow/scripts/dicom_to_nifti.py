@@ -14,6 +14,8 @@ sidecar = convert_series(
     series_uid=record[f"{series}_series_uid"],
     patient=patient,
     expect_plane="sagittal",
+    echo=snakemake.params.convert["echo"],
+    allow_derived=snakemake.params.convert["allow_derived"],
 )
 log.info(
     "%s %s: %d slices, size %s, spacing %s",
