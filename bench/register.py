@@ -47,7 +47,15 @@ def main() -> None:
                 qc = register_t1_to_t2(
                     root / "nifti" / pid / "t1.nii.gz",
                     root / "nifti" / pid / "t2.nii.gz",
-                    root / "reg" / pid,
+                    **{
+                        key: root / "reg" / pid / name
+                        for key, name in (
+                            ("tfm", "t1_to_t2.tfm"),
+                            ("t1_in_t2", "t1_in_t2.nii.gz"),
+                            ("qc_json", "qc.json"),
+                            ("qc_png", "qc.png"),
+                        )
+                    },
                     truth=demo.truth_transform(row),
                     truth_points=demo.vertebra_centers(row),
                     patient=pid,

@@ -22,7 +22,8 @@ import SimpleITK as sitk
 
 from spinefx.atomic import atomic_dir, atomic_path
 from spinefx.demo import phantom
-from spinefx.dicom.write import SeriesGeometry, SeriesInfo, make_uid, stable_seed, write_series
+from spinefx.dicom.convert import read_series
+from spinefx.dicom.write import SeriesGeometry, SeriesInfo, make_uid, write_series
 from spinefx.errors import SpinefxError
 from spinefx.features import (
     DEMO_READERS,
@@ -31,6 +32,7 @@ from spinefx.features import (
     paper_rate,
     reader_sensitivity_specificity,
 )
+from spinefx.seeding import stable_seed
 
 DEFAULT_NOISE = 0.03  # Rician noise sd as a fraction of the fat signal (SNR ~33 on fat, ~20 on marrow)
 
@@ -265,7 +267,7 @@ class DemoPatient:
     label: str
     features: dict[str, int]
     anatomy: phantom.Anatomy
-    grids: dict[str, phantom.Grid]
+    grids: dict[str, SeriesGeometry]
     specs: dict[str, SeriesSpec]
     rotation_deg: tuple[float, float, float]
     translation_mm: tuple[float, float, float]
@@ -285,7 +287,7 @@ def _euler(rot_deg, t_mm, c_mm) -> sitk.Euler3DTransform:
     return tf
 
 
-def _grid(spec: SeriesSpec, centre: np.ndarray) -> phantom.Grid:
+def _grid(spec: SeriesSpec, centre: np.ndarray) -> SeriesGeometry:
     row, col = np.asarray(ROW_DIR), np.asarray(COL_DIR)
     normal = np.cross(row, col)
     half = (
@@ -294,7 +296,7 @@ def _grid(spec: SeriesSpec, centre: np.ndarray) -> phantom.Grid:
         + (spec.slices - 1) / 2 * spec.slice_mm * normal
     )
     origin = np.round(centre - half, 4)
-    return phantom.Grid(
+    return SeriesGeometry(
         origin=tuple(float(v) for v in origin),
         row_dir=ROW_DIR,
         col_dir=COL_DIR,
@@ -455,17 +457,6 @@ def _series_info(seed: int, p: DemoPatient, s: str) -> SeriesInfo:
     )
 
 
-def _series_geometry(g: phantom.Grid) -> SeriesGeometry:
-    return SeriesGeometry(
-        origin=g.origin,
-        row_dir=g.row_dir,
-        col_dir=g.col_dir,
-        pixel_spacing=g.pixel_spacing,
-        slice_spacing=g.slice_spacing,
-        slice_thickness=g.slice_thickness,
-    )
-
-
 def _fmt(v: float) -> str:
     return f"{float(v):.4f}"
 
@@ -509,7 +500,7 @@ def write_demo_cohort(
                 write_series(
                     vols[s],
                     dicom_tmp / pid / s,
-                    _series_geometry(p.grids[s]),
+                    p.grids[s],
                     info,
                     rescale_slope=SERIES[s]["slope"],
                     rescale_intercept=SERIES[s]["intercept"],
@@ -595,18 +586,27 @@ def vertebra_centers(row: Mapping) -> np.ndarray:
 # Montage
 
 
-def _read_series(folder: Path) -> tuple[np.ndarray, list, np.ndarray]:
-    """Volume [k, rows, cols] (rescaled), headers in slice order, slice positions along the normal."""
-    import pydicom
+def _montage_series(folder: Path, patient: str) -> tuple[np.ndarray, sitk.Image, list[int]]:
+    """Volume [k, rows, cols] (rescaled), the image (for its geometry) and the InstanceNumber of each k,
+    read through the converter, as the workflow reads them."""
+    image, meta = read_series(folder, patient=patient)
+    return sitk.GetArrayFromImage(image), image, [int(n) for n in meta["instance_numbers"]]
 
-    dss = [pydicom.dcmread(f) for f in sorted(Path(folder).glob("*.dcm"))]
-    iop = np.asarray(dss[0].ImageOrientationPatient, float)
-    normal = np.cross(iop[:3], iop[3:])
-    pos = np.array([np.dot(np.asarray(d.ImagePositionPatient, float), normal) for d in dss])
-    order = np.argsort(pos)
-    dss = [dss[i] for i in order]
-    vol = np.stack([d.pixel_array * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in dss])
-    return vol, dss, pos[order]
+
+def box_in_t1(
+    t2: sitk.Image, t1: sitk.Image, truth: sitk.Transform, k2: int, box: tuple[int, int, int, int]
+) -> tuple[int, np.ndarray]:
+    """The T2 box (pixel areas x0..x1, y0..y1 on slice k2) carried through the known motion onto T1:
+    the nearest T1 slice and the four corners there, [4, 2] continuous (column, row) indices."""
+    x0, y0, x1, y1 = (v - 0.5 for v in box)
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    mapped = []
+    for x, y in corners:
+        q = truth.TransformPoint(t2.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(k2))))
+        mapped.append(t1.TransformPhysicalPointToContinuousIndex(q))
+    mapped = np.asarray(mapped)
+    k1 = int(np.clip(np.rint(mapped[:, 2].mean()), 0, t1.GetSize()[2] - 1))
+    return k1, mapped[:, :2]
 
 
 SHORT_NAMES: dict[str, str] = dict(
@@ -624,14 +624,15 @@ SHORT_NAMES: dict[str, str] = dict(
 def write_montage(demo_dir: Path, out_png: Path, n: int = 4) -> None:
     """Lesion slice, T1 and T2 side by side, of the first ``n`` patients of each class, box drawn.
 
-    The T1 panel is the T1 slice nearest the T2 lesion slice, not registered: the small known
-    misalignment is still in it. Each title lists the patient's features (truth.tsv).
+    The T1 panel is the T1 slice nearest the T2 box carried through the known motion (truth.tsv), with
+    the box drawn where that motion puts it; T1 itself is not resampled. Each title lists the
+    patient's features (truth.tsv).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Polygon
 
     demo_dir = Path(demo_dir)
     sheet = pd.read_csv(demo_dir / "patients.tsv", sep="\t", dtype={"patient_id": str})
@@ -643,32 +644,22 @@ def write_montage(demo_dir: Path, out_png: Path, n: int = 4) -> None:
         ax.set_axis_off()
     for gi, group in enumerate(groups):
         for ci, row in enumerate(group.itertuples()):
-            t2, h2, pos2 = _read_series(demo_dir / row.t2_dicom)
-            t1, h1, pos1 = _read_series(demo_dir / row.t1_dicom)
-            k2 = [int(h.InstanceNumber) for h in h2].index(int(row.lesion_instance))
-            k1 = int(np.argmin(np.abs(pos1 - pos2[k2])))
-            # the T2 box in T1 pixels (same orientation, nominal positions; ignores the small motion)
-            o1 = np.asarray(h1[k1].ImagePositionPatient, float)
-            o2 = np.asarray(h2[k2].ImagePositionPatient, float)
-            sp1, sp2 = np.asarray(h1[0].PixelSpacing, float), np.asarray(h2[0].PixelSpacing, float)
-            iop = np.asarray(h2[0].ImageOrientationPatient, float)
-
-            def to_t1(xp, yp, o1=o1, o2=o2, sp1=sp1, sp2=sp2, iop=iop):
-                d = o2 + xp * sp2[1] * iop[:3] + yp * sp2[0] * iop[3:] - o1
-                return d @ iop[:3] / sp1[1], d @ iop[3:] / sp1[0]
-
+            t2, img2, numbers2 = _montage_series(demo_dir / row.t2_dicom, row.patient_id)
+            t1, img1, _ = _montage_series(demo_dir / row.t1_dicom, row.patient_id)
+            k2 = numbers2.index(int(row.lesion_instance))  # the demo wrote it: present by construction
+            box = (row.box_x0, row.box_y0, row.box_x1, row.box_y1)
+            k1, c1 = box_in_t1(img2, img1, truth_transform(truth.loc[row.patient_id]), k2, box)
             b2 = (row.box_x0 - 0.5, row.box_y0 - 0.5, row.box_x1 - 0.5, row.box_y1 - 0.5)
-            b1 = (*to_t1(b2[0], b2[1]), *to_t1(b2[2], b2[3]))
+            c2 = np.array([(b2[0], b2[1]), (b2[2], b2[1]), (b2[2], b2[3]), (b2[0], b2[3])])
             feats = truth.loc[row.patient_id]
             on = [SHORT_NAMES[f] for f in FEATURES if int(feats[f])]
             lines = [", ".join(on[i : i + 3]) for i in range(0, len(on), 3)]
-            for si, (img, box, name) in enumerate(((t1[k1], b1, "T1W"), (t2[k2], b2, "T2W"))):
+            for si, (img, corners, name) in enumerate(((t1[k1], c1, "T1W"), (t2[k2], c2, "T2W"))):
                 ax = axes[gi, 2 * ci + si]
                 ax.set_axis_on()
                 lo, hi = np.percentile(img, [1, 99.5])
                 ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="bilinear")
-                w, h = box[2] - box[0], box[3] - box[1]
-                ax.add_patch(Rectangle(box[:2], w, h, fill=False, ec="#ffcc00", lw=0.8))
+                ax.add_patch(Polygon(corners, closed=True, fill=False, ec="#ffcc00", lw=0.8))
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.text(3, 12, name, color="w", fontsize=7)

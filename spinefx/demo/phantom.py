@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spinefx.dicom.write import SeriesGeometry
+
 # ----------------------------------------------------------------------------------------------
 # Tissues: proton density (relative), T1 (ms), T2 (ms) for spin echo, apparent T2 (ms) for FSE
 # (J-coupling makes fat brighter on fast spin echo than its spin-echo T2 suggests).
@@ -658,58 +660,9 @@ def tissue_signal(anat: Anatomy, seq: Sequence) -> np.ndarray:
     return sig.astype(np.float32)
 
 
-@dataclass(frozen=True)
-class Grid:
-    """A sampled slab: voxel (k, r, c) sits at origin + c*dc*row_dir + r*dr*col_dir + k*dk*normal."""
-
-    origin: tuple[float, float, float]
-    row_dir: tuple[float, float, float]
-    col_dir: tuple[float, float, float]
-    normal: tuple[float, float, float]
-    pixel_spacing: tuple[float, float]  # (between rows, between columns) mm
-    slice_spacing: float
-    slice_thickness: float
-    shape: tuple[int, int, int]  # slices, rows, columns
-
-    def points(self, k: float, sub: np.ndarray | None = None) -> np.ndarray:
-        """Physical points of slice k (+ sub-slice offsets in mm along the normal): [n_sub, R, C, 3]."""
-        sub = np.zeros(1) if sub is None else np.asarray(sub, float)
-        _, nr, nc = self.shape
-        o = np.asarray(self.origin) + k * self.slice_spacing * np.asarray(self.normal)
-        r = np.arange(nr) * self.pixel_spacing[0]
-        c = np.arange(nc) * self.pixel_spacing[1]
-        p = (
-            o
-            + sub[:, None, None, None] * np.asarray(self.normal)
-            + r[None, :, None, None] * np.asarray(self.col_dir)
-            + c[None, None, :, None] * np.asarray(self.row_dir)
-        )
-        return p
-
-    def centre(self) -> np.ndarray:
-        k, r, c = (np.asarray(self.shape) - 1) / 2
-        return (
-            np.asarray(self.origin)
-            + k * self.slice_spacing * np.asarray(self.normal)
-            + r * self.pixel_spacing[0] * np.asarray(self.col_dir)
-            + c * self.pixel_spacing[1] * np.asarray(self.row_dir)
-        )
-
-    def index_of(self, point: np.ndarray) -> np.ndarray:
-        """Continuous (k, r, c) index of a physical point."""
-        d = np.asarray(point, float) - np.asarray(self.origin)
-        return np.array(
-            [
-                d @ np.asarray(self.normal) / self.slice_spacing,
-                d @ np.asarray(self.col_dir) / self.pixel_spacing[0],
-                d @ np.asarray(self.row_dir) / self.pixel_spacing[1],
-            ]
-        )
-
-
 def render(
     anat: Anatomy,
-    grid: Grid,
+    grid: SeriesGeometry,
     seq: Sequence,
     *,
     scanner_to_anatomy: tuple[np.ndarray, np.ndarray] | None = None,
@@ -732,21 +685,21 @@ def render(
     lut = tissue_signal(anat, seq)
     nk, nr, nc = grid.shape
     sub = (np.arange(subsamples) + 0.5) / subsamples - 0.5
-    sub = sub * grid.slice_thickness
+    sub = sub * grid.thickness
     out = np.empty((nk, nr, nc), np.float32)
     # scanner point q -> anatomy A q + b -> tilted spine frame M (. - anchor): one affine map of
     # the voxel indices, evaluated by broadcasting (no per-point matrix products).
     a_m, b_v = scanner_to_anatomy if scanner_to_anatomy is not None else (np.eye(3), np.zeros(3))
     m = _tilt_matrix(anat) @ np.asarray(a_m, float)
     shift = _tilt_matrix(anat) @ (np.asarray(b_v, float) - anat.anchor)
-    n_vec = m @ np.asarray(grid.normal, float)
+    n_vec = m @ grid.slice_normal()
     r_vec = m @ np.asarray(grid.col_dir, float) * grid.pixel_spacing[0]
     c_vec = m @ np.asarray(grid.row_dir, float) * grid.pixel_spacing[1]
     sub32 = sub.astype(np.float32)[:, None, None]
     rr = np.arange(nr, dtype=np.float32)[None, :, None]
     cc = np.arange(nc, dtype=np.float32)[None, None, :]
     for k in range(nk):
-        base = m @ (np.asarray(grid.origin, float) + k * grid.slice_spacing * np.asarray(grid.normal)) + shift
+        base = m @ (np.asarray(grid.origin, float) + k * grid.slice_spacing * grid.slice_normal()) + shift
         xt, yt, zt = (
             np.float32(base[i])
             + sub32 * np.float32(n_vec[i])
@@ -795,7 +748,7 @@ def _truncate_kspace(img: np.ndarray, acq: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def coil_field(grid: Grid, coeffs: np.ndarray) -> np.ndarray:
+def coil_field(grid: SeriesGeometry, coeffs: np.ndarray) -> np.ndarray:
     """Smooth multiplicative receive field of a posterior spine coil, [slices, rows, cols].
 
     coeffs = (posterior gradient, superior-inferior falloff, left-right gradient, AP curvature).

@@ -13,11 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-from spinefx.seeding import stable_seed
 
 # Root for UIDs made by spinefx; generate_uid(prefix, entropy_srcs) makes them reproducible.
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."
@@ -30,11 +27,14 @@ def make_uid(*parts: object) -> str:
 
 @dataclass(frozen=True)
 class SeriesGeometry:
-    """Where the voxels of a series sit in patient space (LPS, mm).
+    """Where the voxels of a series sit in patient space (LPS, mm): the one index-to-point geometry of
+    spinefx, used to write DICOM and (by the demo phantom) to sample anatomy on the same voxels.
 
     ``row_dir`` is the direction of increasing column index (along a row, DICOM's first
-    ImageOrientationPatient vector); ``col_dir`` of increasing row index. Slice k sits at
-    ``origin + k * slice_spacing * normal`` with ``normal = row_dir x col_dir`` unless given.
+    ImageOrientationPatient vector); ``col_dir`` of increasing row index. Voxel (k, r, c) sits at
+    ``origin + c * pixel_spacing[1] * row_dir + r * pixel_spacing[0] * col_dir + k * slice_spacing *
+    normal`` with ``normal = row_dir x col_dir`` unless given. ``shape`` (slices, rows, columns) is
+    needed only to sample points or find the centre.
     """
 
     origin: tuple[float, float, float]
@@ -44,6 +44,12 @@ class SeriesGeometry:
     slice_spacing: float
     slice_thickness: float | None = None
     normal: tuple[float, float, float] | None = None
+    shape: tuple[int, int, int] | None = None  # slices, rows, columns
+
+    @property
+    def thickness(self) -> float:
+        """Slice thickness (mm): as given, else the slice spacing (contiguous slices)."""
+        return float(self.slice_thickness or self.slice_spacing)
 
     def slice_normal(self) -> np.ndarray:
         if self.normal is not None:
@@ -52,6 +58,47 @@ class SeriesGeometry:
 
     def slice_position(self, k: int) -> np.ndarray:
         return np.asarray(self.origin, float) + k * self.slice_spacing * self.slice_normal()
+
+    def _shape(self) -> tuple[int, int, int]:
+        if self.shape is None:
+            raise ValueError("this SeriesGeometry has no shape (slices, rows, columns)")
+        return self.shape
+
+    def points(self, k: float, sub: np.ndarray | None = None) -> np.ndarray:
+        """Physical points of slice k (+ sub-slice offsets in mm along the normal): [n_sub, R, C, 3]."""
+        sub = np.zeros(1) if sub is None else np.asarray(sub, float)
+        _, nr, nc = self._shape()
+        normal = self.slice_normal()
+        o = np.asarray(self.origin) + k * self.slice_spacing * normal
+        r = np.arange(nr) * self.pixel_spacing[0]
+        c = np.arange(nc) * self.pixel_spacing[1]
+        return (
+            o
+            + sub[:, None, None, None] * normal
+            + r[None, :, None, None] * np.asarray(self.col_dir)
+            + c[None, None, :, None] * np.asarray(self.row_dir)
+        )
+
+    def centre(self) -> np.ndarray:
+        """Physical centre of the field of view (LPS mm)."""
+        k, r, c = (np.asarray(self._shape()) - 1) / 2
+        return (
+            np.asarray(self.origin)
+            + k * self.slice_spacing * self.slice_normal()
+            + r * self.pixel_spacing[0] * np.asarray(self.col_dir)
+            + c * self.pixel_spacing[1] * np.asarray(self.row_dir)
+        )
+
+    def index_of(self, point: np.ndarray) -> np.ndarray:
+        """Continuous (k, r, c) index of a physical point (orthonormal axes)."""
+        d = np.asarray(point, float) - np.asarray(self.origin)
+        return np.array(
+            [
+                d @ self.slice_normal() / self.slice_spacing,
+                d @ np.asarray(self.col_dir) / self.pixel_spacing[0],
+                d @ np.asarray(self.row_dir) / self.pixel_spacing[1],
+            ]
+        )
 
 
 @dataclass
@@ -110,7 +157,7 @@ def write_series(
     if len(numbers) != n_slices or len(names) != n_slices:
         raise ValueError("instance_numbers and file_names need one entry per slice")
     orientation = [float(v) for v in (*geometry.row_dir, *geometry.col_dir)]
-    thickness = geometry.slice_thickness or geometry.slice_spacing
+    thickness = geometry.thickness
     paths = []
     for k in range(n_slices):
         sop_uid = make_uid(series_uid, k)
@@ -173,4 +220,4 @@ def write_series(
     return paths
 
 
-__all__ = ["SeriesGeometry", "SeriesInfo", "make_uid", "stable_seed", "write_series", "pydicom"]
+__all__ = ["SeriesGeometry", "SeriesInfo", "make_uid", "write_series"]

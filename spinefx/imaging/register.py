@@ -60,19 +60,20 @@ def target_registration_error(
     return float(d.mean()), float(d.max())
 
 
-def _matrix(transform: sitk.Transform, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Linear part (by finite differences, so any transform type works) and displacement of ``centre``."""
-    c = np.asarray(centre, float)
-    tc = np.asarray(transform.TransformPoint(tuple(c)))
-    m = np.column_stack([np.asarray(transform.TransformPoint(tuple(c + e))) - tc for e in np.eye(3)])
-    return m, tc - c
+def _linear_part(transform: sitk.Transform) -> np.ndarray:
+    """The 3x3 matrix of a matrix-offset transform (Euler, similarity, affine; also as read from a file)."""
+    tx = transform.Downcast() if type(transform) is sitk.Transform else transform
+    if not hasattr(tx, "GetMatrix"):
+        raise ValueError(f"{tx.GetName()} has no matrix: motion() needs a rigid or affine transform")
+    return np.asarray(tx.GetMatrix(), float).reshape(3, 3)
 
 
 def motion(transform: sitk.Transform, fixed: sitk.Image) -> dict:
     """How far the transform moves the T2 field of view: rotation (deg), translation of its centre and
     largest displacement of its corners (mm). Measured against identity, i.e. the scanner frame."""
     centre = image_centre(fixed)
-    m, shift = _matrix(transform, centre)
+    m = _linear_part(transform)
+    shift = np.asarray(transform.TransformPoint(tuple(centre))) - centre
     u, _, vt = np.linalg.svd(m)
     rot = u @ vt  # nearest rotation (polar decomposition), also for affine transforms
     angle = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(rot) - 1) / 2))))
@@ -366,8 +367,11 @@ def _write_qc_png(
 def register_t1_to_t2(
     t1_nii: Path | str,
     t2_nii: Path | str,
-    out_dir: Path | str,
     *,
+    tfm: Path | str,
+    t1_in_t2: Path | str,
+    qc_json: Path | str,
+    qc_png: Path | str,
     max_translation_mm: float = 20.0,
     max_rotation_deg: float = 10.0,
     on_failure: str = "error",
@@ -377,9 +381,9 @@ def register_t1_to_t2(
     patient: str | None = None,
     **settings: Any,
 ) -> dict:
-    """Register T1 (moving) onto T2 (fixed) and write, atomically, into ``out_dir``:
-    ``t1_to_t2.tfm`` (T2 point -> T1 point), ``t1_in_t2.nii.gz`` (T1 resampled on the T2 grid),
-    ``qc.json`` and ``qc.png`` (slice ``qc_slice`` of T2, default the middle one).
+    """Register T1 (moving) onto T2 (fixed) and write, atomically, to the paths given:
+    ``tfm`` (T2 point -> T1 point), ``t1_in_t2`` (T1 resampled on the T2 grid, NIfTI),
+    ``qc_json`` and ``qc_png`` (slice ``qc_slice`` of T2, default the middle one).
 
     Checks: the metric (Mattes MI, lower is better) must not get worse, the rotation must stay
     within ``max_rotation_deg`` and the translation of the T2 FOV centre within ``max_translation_mm``.
@@ -393,7 +397,8 @@ def register_t1_to_t2(
     """
     if on_failure not in ("error", "warn"):
         raise ValueError("on_failure must be 'error' or 'warn'")
-    t1_nii, t2_nii, out_dir = Path(t1_nii), Path(t2_nii), Path(out_dir)
+    t1_nii, t2_nii = Path(t1_nii), Path(t2_nii)
+    tfm, t1_in_t2, qc_json, qc_png = (Path(p) for p in (tfm, t1_in_t2, qc_json, qc_png))
     fixed = _read(t2_nii, patient)
     moving = _read(t1_nii, patient)
     tx, report = estimate_t1_to_t2(fixed, moving, **settings)
@@ -460,29 +465,30 @@ def register_t1_to_t2(
         f"rot {moved['rotation_deg']:.2f} deg, "
         f"shift {moved['translation_mm']:.2f} mm" + (f", TRE {qc['tre_mm']:.2f} mm" if "tre_mm" in qc else "")
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "qc.png") as tmp:
+    for path in (tfm, t1_in_t2, qc_json, qc_png):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(qc_png) as tmp:
         _write_qc_png(tmp, fixed, resampled_before, resampled, k, title)
-    with atomic_path(out_dir / "qc.json") as tmp:
+    with atomic_path(qc_json) as tmp:
         tmp.write_text(json.dumps(qc, indent=2) + "\n")
 
     if problems:
         message = "T1->T2 registration failed its checks: " + "; ".join(problems) + "."
         fix = (
-            f"look at {out_dir / 'qc.png'}; if the series really are this far apart, raise "
+            f"look at {qc_png}; if the series really are this far apart, raise "
             "registration max_translation_mm/max_rotation_deg in the config, or set "
             "registration on_failure: warn."
         )
         if on_failure == "error":
-            raise SpinefxError(message, patient=patient, path=out_dir, fix=fix)
+            raise SpinefxError(message, patient=patient, path=qc_json, fix=fix)
         where = f"patient {patient}: " if patient else ""
         warnings.warn(
             f"{where}{message} Continuing (on_failure=warn). {fix}", RegistrationWarning, stacklevel=2
         )
 
-    with atomic_path(out_dir / "t1_to_t2.tfm") as tmp:
+    with atomic_path(tfm) as tmp:
         sitk.WriteTransform(tx, str(tmp))
-    with atomic_path(out_dir / "t1_in_t2.nii.gz") as tmp:
+    with atomic_path(t1_in_t2) as tmp:
         sitk.WriteImage(resampled, str(tmp), useCompression=True, compressionLevel=1)
     return qc
 

@@ -91,6 +91,12 @@ def make_pair(
     return t2, t1
 
 
+def _outs(folder: Path) -> dict[str, Path]:
+    """The four output paths of one registration, in ``folder`` (the workflow's names)."""
+    names = {"tfm": "t1_to_t2.tfm", "t1_in_t2": "t1_in_t2.nii.gz", "qc_json": "qc.json", "qc_png": "qc.png"}
+    return {key: folder / name for key, name in names.items()}
+
+
 TRUTH = sitk.Euler3DTransform(CENTRE, np.radians(2.0), np.radians(-1.5), np.radians(3.0), (2.5, -3.0, 1.5))
 
 
@@ -105,7 +111,9 @@ def pair_files(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_recovers_known_rigid_motion(pair_files, tmp_path: Path) -> None:
     t1, t2 = pair_files
-    qc = register_t1_to_t2(t1, t2, tmp_path / "reg", truth=TRUTH, truth_points=VERTEBRAE, patient="demo_001")
+    qc = register_t1_to_t2(
+        t1, t2, **_outs(tmp_path / "reg"), truth=TRUTH, truth_points=VERTEBRAE, patient="demo_001"
+    )
     assert qc["tre_mm_before"] > 3.0, "the synthetic misalignment must be worth recovering"
     assert qc["tre_mm"] < 0.5, qc
     assert qc["tre_max_mm"] < 1.0
@@ -137,11 +145,11 @@ def test_recovers_known_rigid_motion(pair_files, tmp_path: Path) -> None:
 
 def test_rerun_is_bitwise_identical(pair_files, tmp_path: Path) -> None:
     t1, t2 = pair_files
-    a = register_t1_to_t2(t1, t2, tmp_path / "a")
-    b = register_t1_to_t2(t1, t2, tmp_path / "b")
+    a = register_t1_to_t2(t1, t2, **_outs(tmp_path / "a"))
+    b = register_t1_to_t2(t1, t2, **_outs(tmp_path / "b"))
     assert a["parameters"] == b["parameters"]
     assert (tmp_path / "a" / "t1_to_t2.tfm").read_bytes() == (tmp_path / "b" / "t1_to_t2.tfm").read_bytes()
-    c = register_t1_to_t2(t1, t2, tmp_path / "c", seed=12345)
+    c = register_t1_to_t2(t1, t2, **_outs(tmp_path / "c"), seed=12345)
     assert c["parameters"] != a["parameters"], "another seed samples other points"
 
 
@@ -165,19 +173,19 @@ def test_regular_sampling_also_recovers(pair_files) -> None:
 def test_motion_limit_exceeded_fails(pair_files, tmp_path: Path) -> None:
     t1, t2 = pair_files
     with pytest.raises(SpinefxError, match="translation .* exceeds the limit 1 mm") as info:
-        register_t1_to_t2(t1, t2, tmp_path / "reg", max_translation_mm=1.0, patient="demo_002")
+        register_t1_to_t2(t1, t2, **_outs(tmp_path / "reg"), max_translation_mm=1.0, patient="demo_002")
     assert info.value.patient == "demo_002" and "qc.png" in info.value.fix
     qc = json.loads((tmp_path / "reg" / "qc.json").read_text())
     assert qc["status"] == "failed" and (tmp_path / "reg" / "qc.png").exists()
     assert not (tmp_path / "reg" / "t1_to_t2.tfm").exists(), "a failed registration must not look finished"
     with pytest.raises(SpinefxError, match="rotation .* exceeds the limit 0.5 deg"):
-        register_t1_to_t2(t1, t2, tmp_path / "reg2", max_rotation_deg=0.5)
+        register_t1_to_t2(t1, t2, **_outs(tmp_path / "reg2"), max_rotation_deg=0.5)
 
 
 def test_motion_limit_exceeded_warns_when_configured(pair_files, tmp_path: Path) -> None:
     t1, t2 = pair_files
     with pytest.warns(RegistrationWarning, match="exceeds the limit"):
-        qc = register_t1_to_t2(t1, t2, tmp_path / "reg", max_translation_mm=1.0, on_failure="warn")
+        qc = register_t1_to_t2(t1, t2, **_outs(tmp_path / "reg"), max_translation_mm=1.0, on_failure="warn")
     assert qc["status"] == "warned" and qc["problems"]
     assert (tmp_path / "reg" / "t1_to_t2.tfm").exists() and (tmp_path / "reg" / "t1_in_t2.nii.gz").exists()
 
@@ -193,10 +201,10 @@ def test_metric_got_worse_fails(pair_files, tmp_path: Path) -> None:
         "sampling_fraction": 0.2,
     }
     with pytest.raises(SpinefxError, match="metric got worse"):
-        register_t1_to_t2(t1, t2, tmp_path / "reg", **worse)
+        register_t1_to_t2(t1, t2, **_outs(tmp_path / "reg"), **worse)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        qc = register_t1_to_t2(t1, t2, tmp_path / "reg", on_failure="warn", **worse)
+        qc = register_t1_to_t2(t1, t2, **_outs(tmp_path / "reg"), on_failure="warn", **worse)
     assert qc["metric_after"] > qc["metric_before"]
     assert any(issubclass(w.category, RegistrationWarning) for w in caught)
 
@@ -211,15 +219,15 @@ def test_divergence_is_reported(pair_files, tmp_path: Path) -> None:
         "sampling_fraction": 0.2,
     }
     with pytest.raises(SpinefxError, match="diverged"):
-        register_t1_to_t2(t1, t2, tmp_path / "reg", **wild)
+        register_t1_to_t2(t1, t2, **_outs(tmp_path / "reg"), **wild)
 
 
 def test_bad_arguments(pair_files, tmp_path: Path) -> None:
     t1, t2 = pair_files
     with pytest.raises(SpinefxError, match="qc_slice 99"):
-        register_t1_to_t2(t1, t2, tmp_path / "reg", qc_slice=99, iterations=5)
+        register_t1_to_t2(t1, t2, **_outs(tmp_path / "reg"), qc_slice=99, iterations=5)
     with pytest.raises(SpinefxError, match="not found"):
-        register_t1_to_t2(tmp_path / "missing.nii.gz", t2, tmp_path / "reg")
+        register_t1_to_t2(tmp_path / "missing.nii.gz", t2, **_outs(tmp_path / "reg"))
     img = sitk.ReadImage(str(t2))
     with pytest.raises(ValueError, match="seed"):
         estimate_t1_to_t2(img, img, seed=0)
@@ -259,7 +267,7 @@ def test_demo_cohort_convert_and_register_tre(tmp_path: Path, seed: int) -> None
         qc = register_t1_to_t2(
             tmp_path / "nifti" / pid / "t1.nii.gz",
             tmp_path / "nifti" / pid / "t2.nii.gz",
-            tmp_path / "reg" / pid,
+            **_outs(tmp_path / "reg" / pid),
             truth=demo.truth_transform(row),
             truth_points=demo.vertebra_centers(row),
             patient=pid,

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from spinefx import runlog
+from spinefx.imaging.patches import slice_index
 from spinefx.imaging.register import register_t1_to_t2
 from spinefx.sheets import resolve_record
 
@@ -21,7 +22,10 @@ s = snakemake.params.settings
 qc = register_t1_to_t2(
     snakemake.input.t1,
     snakemake.input.t2,
-    Path(snakemake.output.tfm).parent,
+    tfm=snakemake.output.tfm,
+    t1_in_t2=snakemake.output.t1_in_t2,
+    qc_json=snakemake.output.qc,
+    qc_png=snakemake.output.qc_png,
     transform=s["transform"],
     initialisation=s["initialisation"],
     histogram_bins=s["histogram_bins"],
@@ -34,9 +38,9 @@ qc = register_t1_to_t2(
     max_translation_mm=s["max_translation_mm"],
     max_rotation_deg=s["max_rotation_deg"],
     on_failure=s["on_failure"],
-    qc_slice=sidecar["instance_numbers"].index(record["lesion_instance"])
-    if record["lesion_instance"] in sidecar["instance_numbers"]
-    else None,
+    qc_slice=slice_index(
+        sidecar["instance_numbers"], record["lesion_instance"], patient=patient, path=snakemake.input.t2_json
+    ),
     truth=truth,
     truth_points=points,
     patient=patient,
