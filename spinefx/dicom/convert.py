@@ -675,15 +675,7 @@ def _read(
     echo: int | None = None,
     allow_derived: bool | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """The series' volume [k, rows, cols] (real-world values) and its sidecar; see ``read_series``.
-
-    The series is ``series_uid`` if given, else the only (non-localizer) series in the folder.
-    Slices are ordered by position along the slice normal; the sidecar's ``instance_numbers`` gives
-    the InstanceNumber of each slice k so sheet annotations map to voxel indices. With
-    ``expect_plane`` (sagittal, coronal, axial) a stack in another plane is refused: the study's
-    boxes and neighbour slices only make sense on the sagittal series. ``echo`` picks one echo of a
-    multi-echo series; ``allow_derived`` accepts a DERIVED series (both: ``convert`` config block).
-    """
+    """The series' volume [k, rows, cols] (real-world values) and its sidecar; ``read_series`` says how."""
     dicom_dir = Path(dicom_dir)
     series, notes = _scan_folder(dicom_dir, patient)
     uid, members, choice_notes = _choose_series(series, series_uid, dicom_dir, patient)
