@@ -18,5 +18,6 @@ rule dicom_to_nifti:
         runtime=10,
     params:
         record=patient_record,
+        series_rule=lambda wildcards: config["series"][wildcards.series],
     script:
         "../scripts/dicom_to_nifti.py"
