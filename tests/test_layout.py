@@ -41,7 +41,8 @@ def _module_name(path: Path) -> str:
 def test_one_subpackage_per_stage_and_few_top_level_modules() -> None:
     subpackages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
     assert subpackages == sorted(STAGES)
-    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    # __init__.py is the package, not a module with a job of its own, so it does not count.
+    top = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
     for stage in STAGES:
         doc = ast.get_docstring(ast.parse((PACKAGE / stage / "__init__.py").read_text()))
@@ -54,7 +55,9 @@ def test_no_stage_imports_a_later_stage() -> None:
         here = _stage(_module_name(path))
         for target in _imports(path):
             there = _stage(target)
-            if here is None and there is not None:
+            # cli.py is the one entry point (`spinefx` console script): dispatching to stages is its job,
+            # and it imports them lazily inside its subcommands.
+            if here is None and there is not None and _module_name(path) != "spinefx.cli":
                 bad.append(f"{_module_name(path)} (shared) imports {target}")
             elif here and there and STAGES.index(there) > STAGES.index(here):
                 bad.append(f"{_module_name(path)} imports {target}")

@@ -112,3 +112,11 @@ def test_features_sheet(tmp_path: Path) -> None:
     df.drop(columns=[FEATURES[0]]).to_csv(path, sep="\t", index=False)
     with pytest.raises(SpinefxError, match=f"missing column.*{FEATURES[0]}"):
         sheets.load_features(path, ["P1", "P2"])
+
+
+def test_both_columns_may_name_one_study_folder(tmp_path: Path) -> None:
+    """A study export holds T1W and T2W in one folder; the `series:` rules pick each (issue 14 item 3)."""
+    path = write_sheet(tmp_path, ["P1\tbenign\tdicom/P1\tdicom/P1\t6\t10\t20\t50\t60"])
+    df = sheets.load_patients(path)
+    assert df.loc["P1", "t1_path"] == df.loc["P1", "t2_path"] == str((tmp_path / "dicom" / "P1").resolve())
+    assert not df.loc["P1", "t1_series_uid"] and not df.loc["P1", "t2_series_uid"]

@@ -19,5 +19,6 @@ rule dicom_to_nifti:
     params:
         record=patient_record,
         convert=config["convert"],
+        series_rule=lambda wildcards: config["series"][wildcards.series],
     script:
         "../scripts/dicom_to_nifti.py"
