@@ -59,7 +59,9 @@ def roc_figure(
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--", label="chance")
     label = f"{model_name}: AUC {auc['auc']:.3f} (95% CI {auc['lo']:.3f}–{auc['hi']:.3f}, {auc['method']})"
-    ax.step(fpr, tpr, where="post", color="C0", lw=2, label=label)
+    # straight segments between the true vertices: a tie of malignant and benign patients is a
+    # diagonal, so the area under the drawn curve is the reported (Mann-Whitney) AUC
+    ax.plot(fpr, tpr, color="C0", lw=2, label=label)
     if reader_points is not None and len(reader_points):
         markers = iter(["o", "s", "^", "D", "v", "P", "X", "*"] * 4)
         for i, row in enumerate(reader_points.itertuples(index=False)):
@@ -185,4 +187,24 @@ def training_curves_figure(
         ax.set_visible(False)
     axes[0].set_ylabel("loss")
     axes[0].legend(fontsize=7)
+    return _save(fig, out_png, dpi)
+
+
+def decision_curve_figure(
+    curve: pd.DataFrame, out_png: str | Path, *, model_name: str = MODEL_READER, dpi: int = 150
+) -> Path:
+    """Net benefit of the model over thresholds against treating all and treating none
+    (the table of :func:`spinefx.evaluate.calibration_stats.net_benefit`)."""
+    fig = _new_figure(5.2, 4.0)
+    ax = fig.add_subplot()
+    ax.plot(curve["threshold"], curve["net_benefit_model"], color="C0", lw=2, label=model_name)
+    ax.plot(curve["threshold"], curve["net_benefit_all"], color="C1", lw=1, ls="--", label="treat all")
+    ax.plot(curve["threshold"], curve["net_benefit_none"], color="0.4", lw=1, ls=":", label="treat none")
+    top = float(np.nanmax(curve[["net_benefit_model", "net_benefit_all"]].to_numpy()))
+    ax.set_ylim(min(-0.05, -0.2 * max(top, 0.05)), max(top, 0.05) * 1.1)
+    ax.set_xlabel("threshold probability")
+    ax.set_ylabel("net benefit")
+    ax.set_title(f"Decision curve ({int(curve['n'].iloc[0])} patients)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
     return _save(fig, out_png, dpi)

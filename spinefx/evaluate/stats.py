@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, optimize
 from scipy.stats import chi2, fisher_exact, norm, rankdata
+from scipy.stats.contingency import odds_ratio
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
@@ -136,22 +137,38 @@ def table1_features(
             )
         m = given & (lab == "malignant")
         b = given & (lab == "benign")
-        mp, mt = int(v[m].sum()), int(m.sum())
-        bp, bt = int(v[b].sum()), int(b.sum())
-        p = float(fisher_exact([[mp, mt - mp], [bp, bt - bp]], alternative="two-sided").pvalue)
-        rows.append((f, mp, mt, bp, bt, p))
-    out = pd.DataFrame(
-        rows,
-        columns=[
-            "feature",
-            "malignant_positive",
-            "malignant_total",
-            "benign_positive",
-            "benign_total",
-            "p_value",
-        ],
-    )
+        rows.append((f, int(v[m].sum()), int(m.sum()), int(v[b].sum()), int(b.sum())))
+    return table1_from_counts(pd.DataFrame(rows, columns=["feature", *TABLE1_COUNTS]))
+
+
+TABLE1_COUNTS = ("malignant_positive", "malignant_total", "benign_positive", "benign_total")
+
+
+def table1_from_counts(counts: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
+    """Table 1 from its counts (feature + TABLE1_COUNTS per row, e.g. a paper's printed table):
+    Fisher's exact p (two-sided), Holm-adjusted p, and the conditional-MLE odds ratio (malignant vs
+    benign) with its exact CI (scipy.stats.contingency.odds_ratio)."""
+    missing = [c for c in ("feature", *TABLE1_COUNTS) if c not in counts.columns]
+    if missing:
+        raise SpinefxError(f"Table 1 counts lack columns {missing}")
+    out = counts[["feature", *TABLE1_COUNTS]].copy()
+    p_values, ors = [], []
+    for r in out.itertuples(index=False):
+        mp, mt, bp, bt = (int(getattr(r, c)) for c in TABLE1_COUNTS)
+        if not (0 <= mp <= mt and 0 <= bp <= bt):
+            raise SpinefxError(f"feature {r.feature}: positives exceed totals ({mp}/{mt}, {bp}/{bt})")
+        t = [[mp, mt - mp], [bp, bt - bp]]
+        p_values.append(float(fisher_exact(t, alternative="two-sided").pvalue))
+        if min(mt, bt) == 0 or mp + bp == 0 or mp + bp == mt + bt:
+            ors.append((float("nan"),) * 3)
+            continue
+        res = odds_ratio(t, kind="conditional")
+        ci = res.confidence_interval(confidence_level=1 - alpha)
+        ors.append((float(res.statistic), float(ci.low), float(ci.high)))
+    out["p_value"] = p_values
     out["p_holm"] = multipletests(out["p_value"].to_numpy(), method="holm")[1] if len(out) else []
+    out[["odds_ratio", "or_lo", "or_hi"]] = ors if ors else np.empty((0, 3))
+    out["or_method"] = "conditional MLE, exact CI (scipy)"
     return out
 
 
@@ -179,15 +196,29 @@ def diagnostic_table(
         said = g["call"] == "malignant"
         tp, fn = int((pos & said).sum()), int((pos & ~said).sum())
         tn, fp = int((~pos & ~said).sum()), int((~pos & said).sum())
-        row = {"reader": reader, "tp": tp, "tn": tn, "fn": fn, "fp": fp}
+        rows.append({"reader": reader, "tp": tp, "tn": tn, "fn": fn, "fp": fp})
+    return diagnostic_from_counts(pd.DataFrame(rows), ci_method=ci_method, alpha=alpha)
+
+
+def diagnostic_from_counts(
+    counts: pd.DataFrame, *, ci_method: str = "clopper-pearson", alpha: float = 0.05
+) -> pd.DataFrame:
+    """Table 2 from its counts (reader, tp, tn, fn, fp per row, e.g. a paper's printed table)."""
+    missing = [c for c in ("reader", "tp", "tn", "fn", "fp") if c not in counts.columns]
+    if missing:
+        raise SpinefxError(f"Table 2 counts lack columns {missing}")
+    rows = []
+    for r in counts.itertuples(index=False):
+        tp, tn, fn, fp = int(r.tp), int(r.tn), int(r.fn), int(r.fp)
+        row = {"reader": r.reader, "tp": tp, "tn": tn, "fn": fn, "fp": fp}
         for name, k, n in (
             ("sensitivity", tp, tp + fn),
             ("specificity", tn, tn + fp),
-            ("accuracy", tp + tn, len(g)),
+            ("accuracy", tp + tn, tp + tn + fn + fp),
         ):
             est, lo, hi = proportion_ci(k, n, ci_method=ci_method, alpha=alpha)
             row.update({name: est, f"{name}_lo": lo, f"{name}_hi": hi})
-        row["n"] = len(g)
+        row["n"] = tp + tn + fn + fp
         row["ci_method"] = ci_method
         rows.append(row)
     return pd.DataFrame(rows)
@@ -328,14 +359,17 @@ def auc_ci(
     return {"auc": auc, "lo": float(lo), "hi": float(hi), "se": se, "method": method, "n_pos": m, "n_neg": n}
 
 
-def per_fold_auc(per_patient: pd.DataFrame, *, method: str = "delong", alpha: float = 0.05) -> pd.DataFrame:
-    """Per-patient AUC of each held-out fold with its CI; NaN where a fold lacks one class."""
+def per_fold_auc(
+    per_patient: pd.DataFrame, *, method: str = "delong", alpha: float = 0.05, seed: int = 0
+) -> pd.DataFrame:
+    """Per-patient AUC of each held-out fold with its CI; NaN where a fold lacks one class.
+    ``seed`` seeds the bootstrap (stats.seed), so per-fold intervals are reproducible."""
     rows = []
     for fold, g in per_patient.groupby("fold", sort=True):
         y = binary_labels(g["label"].to_numpy())
         row = {"fold": int(fold), "n": len(g), "n_malignant": int(y.sum()), "n_benign": int(len(y) - y.sum())}
         if 0 < y.sum() < len(y):
-            r = auc_ci(y, g["prob"].to_numpy(), method=method, alpha=alpha)
+            r = auc_ci(y, g["prob"].to_numpy(), method=method, alpha=alpha, seed=seed)
             row.update(auc=r["auc"], lo=r["lo"], hi=r["hi"], se=r["se"])
         else:
             row.update(auc=float("nan"), lo=float("nan"), hi=float("nan"), se=float("nan"))
@@ -381,14 +415,18 @@ def _firth_fit(
     fixed: tuple[int, float] | None = None,
     max_iter: int = 200,
     tol: float = 1e-9,
-) -> tuple[np.ndarray, float]:
-    """Maximise the Firth likelihood by Newton steps with step halving (optionally one coef fixed)."""
+) -> tuple[np.ndarray, float, bool]:
+    """Maximise the Firth likelihood by Newton steps with step halving (optionally one coef fixed).
+
+    Returns (beta, penalised log-likelihood, converged): converged is False when ``max_iter`` ran out
+    with the last step or the modified score still above logistf's 1e-4."""
     beta = np.zeros(X.shape[1]) if start is None else start.astype(float).copy()
     free = np.ones(X.shape[1], dtype=bool)
     if fixed is not None:
         beta[fixed[0]] = fixed[1]
         free[fixed[0]] = False
     ll, score, info = _penalised_loglik(beta, X, y)
+    converged = False
     for _ in range(max_iter):
         step = np.zeros_like(beta)
         step[free] = np.linalg.solve(info[np.ix_(free, free)], score[free])
@@ -403,8 +441,12 @@ def _firth_fit(
             step /= 2
         beta, ll, score, info = new, ll_new, score_new, info_new
         if np.abs(step).max() < tol or np.abs(score[free]).max() < tol:
+            converged = True
             break
-    return beta, ll
+    else:
+        # out of iterations: converged by logistf's criteria (xconv = gconv = 1e-4) or not at all
+        converged = bool(np.abs(step).max() < 1e-4 and np.abs(score[free]).max() < 1e-4)
+    return beta, ll, converged and bool(np.isfinite(ll))
 
 
 def firth_logit(
@@ -427,18 +469,22 @@ def firth_logit(
     usable = _estimable_columns(X)
     Xd = np.column_stack([np.ones(len(X)), X[:, usable]])
     terms = ["intercept"] + [n for n, u in zip(names, usable, strict=True) if u]
-    beta, ll_max = _firth_fit(Xd, y)
+    beta, ll_max, fit_converged = _firth_fit(Xd, y)
     _, _, info = _penalised_loglik(beta, Xd, y)
     se = np.sqrt(np.diag(np.linalg.inv(info)))
     crit = chi2.ppf(1 - alpha, 1)
 
     def deviance(j: int, value: float) -> float:
-        _, ll = _firth_fit(Xd, y, start=beta, fixed=(j, value))
+        _, ll, _ = _firth_fit(Xd, y, start=beta, fixed=(j, value))
         return 2.0 * (ll_max - ll)
+
+    def converges_at(j: int, value: float) -> bool:
+        return bool(np.isfinite(value)) and _firth_fit(Xd, y, start=beta, fixed=(j, value), max_iter=1000)[2]
 
     rows = {}
     for j, term in enumerate(terms):
         p = float(chi2.sf(max(deviance(j, 0.0), 0.0), 1))
+        ci_ok = True
         if ci == "wald":
             z = norm.ppf(1 - alpha / 2)
             lo, hi = beta[j] - z * se[j], beta[j] + z * se[j]
@@ -453,7 +499,8 @@ def firth_logit(
                         break
                     step *= 1.5
                 else:
-                    bounds.append(direction * np.inf)
+                    # the profile never crossed the critical value: the bound is not estimable
+                    bounds.append(np.nan)
                     continue
                 bounds.append(
                     optimize.brentq(f, beta[j], far, xtol=1e-6)
@@ -461,12 +508,15 @@ def firth_logit(
                     else optimize.brentq(f, far, beta[j], xtol=1e-6)
                 )
             lo, hi = bounds
+            ci_ok = converges_at(j, lo) and converges_at(j, hi)
         else:
             raise SpinefxError(f"unknown CI {ci!r}", fix="use profile or wald")
-        rows[term] = (beta[j], se[j], lo, hi, p)
+        if not ci_ok:
+            lo = hi = np.nan  # a bound from a fit that did not converge is not a number to report
+        rows[term] = (beta[j], se[j], lo, hi, p, ci_ok)
     out = []
     for term in ["intercept", *names]:
-        b, s, lo, hi, p = rows.get(term, (np.nan,) * 5)
+        b, s, lo, hi, p, ci_ok = rows.get(term, (np.nan,) * 5 + (False,))
         out.append(
             {
                 "term": term,
@@ -478,6 +528,8 @@ def firth_logit(
                 "or_lo": np.exp(lo),
                 "or_hi": np.exp(hi),
                 "p_value": p,
+                "converged": bool(fit_converged),
+                "ci_estimable": ci_ok,
                 "ci_method": f"{ci} (Firth penalised likelihood)",
             }
         )
@@ -504,7 +556,7 @@ def _estimable_columns(X: np.ndarray) -> np.ndarray:
 
 def _firth_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray) -> np.ndarray:
     usable = _estimable_columns(X_train)
-    beta, _ = _firth_fit(np.column_stack([np.ones(len(X_train)), X_train[:, usable]]), y_train)
+    beta, _, _ = _firth_fit(np.column_stack([np.ones(len(X_train)), X_train[:, usable]]), y_train)
     eta = np.column_stack([np.ones(len(X_test)), X_test[:, usable]]) @ beta
     return 1.0 / (1.0 + np.exp(-eta))
 

@@ -1,4 +1,5 @@
-"""Write a result table for machines (TSV, full precision) and for people (Markdown, HTML).
+"""Write a result table for machines (TSV, full precision, raw keys) and for people (Markdown, HTML,
+readable column names).
 
 The Markdown rounds floats to ``float_digits`` and prints p-values the way journals do
 ("<0.001"), so a reader never has to open the TSV; the TSV keeps every digit for reanalysis.
@@ -20,6 +21,46 @@ def is_p_column(name: str) -> bool:
     """p-value columns are named ``p``, ``p_value``, ``p_holm``, ``p_...`` or ``..._p``."""
     n = name.lower()
     return n == "p" or n.startswith("p_") or n.endswith("_p")
+
+
+# Raw TSV keys -> what a reader of the Markdown/HTML sees. Keys not listed are spelled out by
+# :func:`readable` (underscores to spaces, ``_lo``/``_hi`` as the CI bounds).
+COLUMN_LABELS: dict[str, str] = {
+    "tp": "TP",
+    "tn": "TN",
+    "fn": "FN",
+    "fp": "FP",
+    "n": "N",
+    "p_value": "p",
+    "p_holm": "p (Holm)",
+    "p_exact": "p (exact)",
+    "p_midp": "p (mid-p)",
+    "p_exact_holm": "p exact (Holm)",
+    "p_midp_holm": "p mid-p (Holm)",
+    "ppv": "PPV",
+    "npv": "NPV",
+    "lr_positive": "LR+",
+    "lr_negative": "LR-",
+    "auc": "AUC",
+    "se": "SE",
+    "ci_method": "CI method",
+    "or_method": "OR method",
+    "odds_ratio": "odds ratio",
+    "or": "OR",
+    "coef": "coefficient",
+    "auc_a": "AUC a",
+    "auc_b": "AUC b",
+}
+
+
+def readable(name: str) -> str:
+    """A column name for people: ``sensitivity_lo`` -> "sensitivity 95% CI low", ``p_holm`` -> "p (Holm)"."""
+    if name in COLUMN_LABELS:
+        return COLUMN_LABELS[name]
+    for suffix, words in (("_lo", "CI low"), ("_hi", "CI high")):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return f"{readable(name[: -len(suffix)])} {words}"
+    return name.replace("_", " ")
 
 
 def format_p(p: float, *, floor: float = 0.001) -> str:
@@ -51,16 +92,20 @@ def _cell(value: object, *, p_column: bool, float_digits: int) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(df: pd.DataFrame, *, title: str | None = None, float_digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table (numbers right-aligned), optionally under a heading."""
+def to_markdown(
+    df: pd.DataFrame, *, title: str | None = None, float_digits: int = 3, raw_names: bool = False
+) -> str:
+    """A GitHub-flavoured Markdown table (numbers right-aligned), optionally under a heading, with
+    :func:`readable` column names unless ``raw_names``."""
     cols = [str(c) for c in df.columns]
+    names = cols if raw_names else [readable(c) for c in cols]
     numeric = [
         pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns
     ]
     lines = []
     if title:
         lines += [f"## {title}", ""]
-    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |")
+    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in names) + " |")
     lines.append("| " + " | ".join("---:" if num else "---" for num in numeric) + " |")
     p_cols = [is_p_column(c) for c in cols]
     for row in df.itertuples(index=False, name=None):
@@ -75,14 +120,19 @@ HTML_STYLE = (
 )
 
 
-def to_html(df: pd.DataFrame, *, title: str | None = None, float_digits: int = 3) -> str:
-    """A standalone HTML page with the table formatted as in the Markdown (for the Snakemake report)."""
+def to_html(
+    df: pd.DataFrame, *, title: str | None = None, float_digits: int = 3, raw_names: bool = False
+) -> str:
+    """A standalone HTML page with the table formatted as in the Markdown (for the Snakemake report);
+    the raw key of each column stays in its header's title attribute."""
     cols = [str(c) for c in df.columns]
     p_cols = [is_p_column(c) for c in cols]
     numeric = [
         pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns
     ]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    head = "".join(
+        f'<th title="{html.escape(c)}">{html.escape(c if raw_names else readable(c))}</th>' for c in cols
+    )
     body = []
     for row in df.itertuples(index=False, name=None):
         cells = [

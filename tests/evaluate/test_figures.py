@@ -107,3 +107,29 @@ def test_training_curves_figure(tmp_path: Path) -> None:
     assert png_size(out)[0] > png_size(training_curves_figure({1: hist[1]}, tmp_path / "one.png"))[0]
     with pytest.raises(SpinefxError, match="val_loss"):
         training_curves_figure({1: pd.DataFrame({"epoch": [1], "train_loss": [1.0]})}, tmp_path / "x.png")
+
+
+def test_roc_drawn_through_true_vertices_area_equals_auc(tmp_path: Path, monkeypatch) -> None:
+    from spinefx.evaluate import figures as figmod
+
+    rng = np.random.default_rng(2)
+    label = np.array(["malignant"] * 30 + ["benign"] * 50)
+    prob = np.round(rng.random(80) * 0.5 + (label == "malignant") * 0.3, 1)  # many ties across classes
+    pp = pd.DataFrame({"patient_id": [f"p{i}" for i in range(80)], "label": label, "prob": prob})
+    drawn = {}
+    monkeypatch.setattr(figmod, "_save", lambda fig, out, dpi: drawn.setdefault("fig", fig))
+    figmod.roc_figure(pp, None, tmp_path / "roc.png")
+    line = next(ln for ln in drawn["fig"].axes[0].get_lines() if "AUC" in ln.get_label())
+    x, y = line.get_xdata(), line.get_ydata()
+    assert np.trapezoid(y, x) == pytest.approx(stats.auc_ci(label, prob)["auc"], abs=1e-12)
+    assert line.get_drawstyle() == "default"  # straight segments, no steps
+
+
+def test_decision_curve_figure(tmp_path: Path) -> None:
+    from spinefx.evaluate.calibration_stats import net_benefit
+    from spinefx.evaluate.figures import decision_curve_figure
+
+    pp, _ = paper_like()
+    check_png(
+        decision_curve_figure(net_benefit(pp["label"], pp["prob"], [0.1, 0.3, 0.5]), tmp_path / "dc.png")
+    )

@@ -44,7 +44,8 @@ def test_write_table_tsv_full_precision_and_markdown(tmp_path: Path) -> None:
     text = md.read_text()
     lines = text.splitlines()
     assert lines[0] == "## Table 1: features"
-    assert lines[2] == "| feature | malignant_positive | sensitivity | p_value | p_holm |"
+    # readable names for people, the raw keys in the TSV
+    assert lines[2] == "| feature | malignant positive | sensitivity | p | p (Holm) |"
     assert lines[3] == "| --- | ---: | ---: | ---: | ---: |"
     assert lines[4] == "| a\\|b | 17 | 0.940 | <0.001 | <0.001 |"
     assert lines[5] == "| c | 0 | 0.667 | 0.012 | 0.10 |"
@@ -72,3 +73,14 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         write_table(Boom(table()), tmp_path / "t.tsv")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_readable_names_and_raw_keys_in_html() -> None:
+    from spinefx.evaluate.tables import readable, to_html
+
+    assert readable("sensitivity_lo") == "sensitivity CI low"
+    assert readable("lr_positive_hi") == "LR+ CI high"
+    assert readable("tp") == "TP" and readable("p_midp_holm") == "p mid-p (Holm)"
+    page = to_html(table())
+    assert '<th title="p_holm">p (Holm)</th>' in page
+    assert "| p_value |" in to_markdown(table(), raw_names=True)
