@@ -16,11 +16,15 @@ os.environ.update(
 sys.path.insert(0, workflow.basedir)
 
 from spinefx import sheets  # noqa: E402
+from spinefx.evaluate import report_tables  # noqa: E402
 from spinefx.errors import SpinefxError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 DEMO = config["cohort"] == "demo"
+# Statistics-only run (`cohort: null`): no images, no training; the tables and figures come from
+# stats.per_patient (any model's probabilities or calls), readers, features and/or stats.paper_counts.
+STATS_ONLY = config["cohort"] is None
 FOLDS = list(range(1, config["folds"]["k"] + 1))
 MODEL_READER = (
     config["stats"]["model_reader"]
@@ -41,6 +45,11 @@ if DEMO:
             f"cannot fill {config['folds']['k']} stratified folds. Fix: raise demo.n_patients or "
             "lower folds.k."
         )
+elif STATS_ONLY:
+    PATIENT_SHEET = []  # no patient sheet: the image rules stay defined but are never planned
+    READERS_SHEET = config["readers"]
+    FEATURES_SHEET = config["features"]
+    PATIENTS = []
 else:
     PATIENT_SHEET = config["cohort"]
     READERS_SHEET = config["readers"]
@@ -115,27 +124,82 @@ def fold_outputs(name):
     return expand("results/train/fold_{fold}/{name}", fold=FOLDS, name=name)
 
 
+def per_patient_path():
+    """The per-patient predictions the statistics read: the network's, or (stats-only) the config's."""
+    if STATS_ONLY:
+        return config["stats"]["per_patient"]
+    return "results/predictions/per_patient.tsv"
+
+
+def per_patient_has_prob():
+    """A stats-only table may hold calls only; the network's always has probabilities."""
+    path = per_patient_path()
+    return bool(path) and (not STATS_ONLY or report_tables.has_prob_column(path))
+
+
+def stats_inputs(wildcards):
+    """What stats_tables reads: predictions, and in a full run the folds and per-slice predictions."""
+    found = {"per_patient": per_patient_path(), **optional_sheets(wildcards)}
+    if not STATS_ONLY:
+        found["folds"] = "results/folds.tsv"
+        found["per_slice"] = "results/predictions/per_slice.tsv"
+    return found
+
+
+def table_names():
+    return report_tables.table_names(
+        per_patient=bool(per_patient_path()),
+        has_prob=per_patient_has_prob(),
+        readers=bool(READERS_SHEET),
+        features=bool(FEATURES_SHEET),
+        per_slice=not STATS_ONLY,
+    )
+
+
 def table_outputs():
-    tables = ["table2_diagnostic", "mcnemar", "model_auc"]
-    if FEATURES_SHEET:
-        tables += ["table1_features", "feature_model", "feature_model_coefficients"]
     return expand(
-        "results/tables/{table}.{ext}", table=tables, ext=["tsv", "md", "html"]
+        "results/tables/{table}.{ext}", table=table_names(), ext=["tsv", "md", "html"]
+    )
+
+
+def paper_table_outputs():
+    if not config["stats"]["paper_counts"]:
+        return []
+    return expand(
+        "results/tables/{table}.{ext}",
+        table=report_tables.table_names(per_patient=False, paper=True),
+        ext=["tsv", "md", "html"],
     )
 
 
 def figure_outputs():
+    if STATS_ONLY:
+        return []
     return expand(
         "results/figures/{name}.png",
         name=["roc", "training_curves", "confusion", "saliency"],
     )
 
 
+def stats_figure_outputs():
+    """Figures that need predictions only: the decision curve; in a stats-only run also ROC and confusion."""
+    if not per_patient_path():
+        return []
+    names = ["decision_curve"] if per_patient_has_prob() else []
+    if STATS_ONLY:
+        names += ["confusion"] + (["roc"] if per_patient_has_prob() else [])
+    return expand("results/figures/{name}.png", name=names)
+
+
 def all_outputs():
+    if STATS_ONLY:
+        return [table_outputs(), paper_table_outputs(), stats_figure_outputs()]
     return [
         "results/run_info.tsv",
         expand("results/registration/{patient}/qc.json", patient=PATIENTS),
         "results/predictions/per_patient.tsv",
         table_outputs(),
+        paper_table_outputs(),
         figure_outputs(),
+        stats_figure_outputs(),
     ]

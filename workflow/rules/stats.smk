@@ -1,6 +1,11 @@
 """Per-patient calls, the paper's tables (with confidence intervals) and the figures."""
 
 
+# A statistics-only run (`cohort: null`) draws ROC and confusion from its per-patient table; a full run
+# draws them with the training figures.
+ruleorder: stats_figures > figures
+
+
 rule merge_predictions:
     input:
         folds="results/folds.tsv",
@@ -27,15 +32,13 @@ rule merge_predictions:
 
 rule stats_tables:
     input:
-        unpack(optional_sheets),
-        per_patient="results/predictions/per_patient.tsv",
-        folds="results/folds.tsv",
+        unpack(stats_inputs),
     output:
         [
             (
                 report(
                     path,
-                    caption="../report/tables.rst",
+                    caption=f"../report/tables/{Path(path).stem}.rst",
                     category="Tables",
                     labels={"table": Path(path).stem},
                 )
@@ -46,6 +49,8 @@ rule stats_tables:
         ],
     log:
         "logs/stats_tables.log",
+    benchmark:
+        "benchmarks/stats_tables.tsv"
     conda:
         "../../envs/statistics.yaml"
     resources:
@@ -55,6 +60,9 @@ rule stats_tables:
         settings=config["stats"],
         model_reader=MODEL_READER,
         tables=table_outputs(),
+        names=table_names(),
+        k=config["folds"]["k"],
+        threshold=config["merge"]["threshold"],
     script:
         "../scripts/stats_tables.py"
 
@@ -126,3 +134,68 @@ rule run_info:
         runtime=5,
     script:
         "../scripts/run_info.py"
+
+
+rule paper_tables:
+    input:
+        expand(
+            "{folder}/{name}.tsv",
+            folder=config["stats"]["paper_counts"] or "config/paper_counts",
+            name=["table1", "table2", "mcnemar_claims", "error_analysis", "text"],
+        ),
+    output:
+        [
+            (
+                report(
+                    path,
+                    caption=f"../report/tables/{Path(path).stem}.rst",
+                    category="Paper recomputed",
+                    labels={"table": Path(path).stem},
+                )
+                if path.endswith(".html")
+                else path
+            )
+            for path in paper_table_outputs()
+        ],
+    log:
+        "logs/paper_tables.log",
+    conda:
+        "../../envs/statistics.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        folder=config["stats"]["paper_counts"],
+        tables=paper_table_outputs(),
+    script:
+        "../scripts/paper_tables.py"
+
+
+rule stats_figures:
+    input:
+        unpack(optional_sheets),
+        per_patient=per_patient_path() or [],
+    output:
+        [
+            report(
+                path,
+                caption=f"../report/{Path(path).stem}.rst",
+                category="Figures",
+                labels={"figure": Path(path).stem},
+            )
+            for path in stats_figure_outputs()
+        ],
+    log:
+        "logs/stats_figures.log",
+    conda:
+        "../../envs/statistics.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        settings=config["stats"],
+        model_reader=MODEL_READER,
+        figures=stats_figure_outputs(),
+        threshold=config["merge"]["threshold"],
+    script:
+        "../scripts/stats_figures.py"
