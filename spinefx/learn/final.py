@@ -247,10 +247,10 @@ def model_card(
         f"- Source: {cohort['source']}.",
         "",
         "## Training protocol",
-        f"- {cfg['arch']}, Adam lr {cfg['lr']:g} (betas {cfg['betas'][0]:g}/{cfg['betas'][1]:g}), weight decay "
-        f"{cfg['weight_decay']:g}, batch {cfg['batch_size']}, up to {cfg['epochs']} epochs, early stopping "
-        f"(patience {cfg['patience']}) on an inner validation split of {cfg['val_fraction']:.0%} of the "
-        "training patients.",
+        f"- {cfg['arch']}, Adam lr {cfg['lr']:g} (betas {cfg['betas'][0]:g}/{cfg['betas'][1]:g}), "
+        f"weight decay {cfg['weight_decay']:g}, batch {cfg['batch_size']}, up to {cfg['epochs']} epochs, "
+        f"early stopping (patience {cfg['patience']}) on an inner validation split of "
+        f"{cfg['val_fraction']:.0%} of the training patients.",
         "",
         "## Cross-validated performance (out-of-fold patients, raw probability)",
         f"- AUC {performance['auc']:.3f} (95% CI {performance['auc_lo']:.3f}-{performance['auc_hi']:.3f}, "
@@ -262,7 +262,8 @@ def model_card(
         "fold was chosen on the other folds.",
         "",
         "## Operating point and calibration",
-        f"- Calibrator: {calibration['method']}, fitted on the {calibration['n_patients']} out-of-fold patients.",
+        f"- Calibrator: {calibration['method']}, fitted on the "
+        f"{calibration['n_patients']} out-of-fold patients.",
         f"- Threshold on the calibrated probability: {calibration['threshold']:.3f} "
         f"({calibration['threshold_rule']}, chosen on out-of-fold patients only).",
         f"- Brier score, out-of-fold: {calibration['brier_raw']:.3f} raw, "
