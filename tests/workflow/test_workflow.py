@@ -182,13 +182,17 @@ def test_no_phi_reaches_results_logs_or_report(tiny_run: Path) -> None:
     needles: set[bytes] = set()
     for pid in patients["patient_id"]:
         needles |= phi_needles(demo_phi(3, pid))
+    # the held-aside patients (seed + 1) and everything made from them, results/predict/ included
+    for pid in pd.read_csv(tiny_run / "results" / "demo" / "new" / "predict.tsv", sep="\t")["patient_id"]:
+        needles |= phi_needles(demo_phi(4, pid))
+    assert (tiny_run / "results" / "predict" / "cards").is_dir()
     # The input DICOM does carry the PHI: prove the scan would find it there.
     dicom = tiny_run / "results" / "demo" / "dicom"
     assert scan([dicom], needles), "the demo DICOM should hold PHI; the scan or demo_phi is broken"
     hits = scan(
         [tiny_run / "results", tiny_run / "logs", tiny_run / "benchmarks", tiny_run / ".snakemake" / "log"],
         needles,
-        exclude=[tiny_run / "results" / "demo" / "dicom"],
+        exclude=[tiny_run / "results" / "demo" / "dicom", tiny_run / "results" / "demo" / "new" / "dicom"],
     )
     assert hits == []
 
