@@ -126,8 +126,14 @@ def fit_calibrator(
     if method == "platt":
         from sklearn.linear_model import LogisticRegression
 
-        lr = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=1000)
-        lr.fit(_logit(p).reshape(-1, 1), y)
+        # Platt (1999): targets (N+ + 1)/(N+ + 2) and 1/(N- + 2) instead of 1/0, so a fold that the
+        # model separates perfectly still gives a finite slope. Each patient enters twice, as a
+        # positive with weight t and a negative with weight 1 - t.
+        n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+        t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+        z = _logit(p).reshape(-1, 1)
+        lr = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=1000, tol=1e-10)
+        lr.fit(np.vstack([z, z]), np.r_[np.ones(len(y)), np.zeros(len(y))], sample_weight=np.r_[t, 1 - t])
         params = {"slope": float(lr.coef_[0, 0]), "intercept": float(lr.intercept_[0])}
     else:
         from sklearn.isotonic import IsotonicRegression

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 from spinefx.errors import SpinefxError
 from spinefx.evaluate import calibrate as cal_mod
@@ -35,15 +34,32 @@ def oof(n: int = 60, k: int = 3, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def test_platt_and_isotonic_match_sklearn():
+def test_platt_matches_a_direct_fit_of_platts_objective():
+    from scipy.optimize import minimize
+
+    df = oof()
+    y = (df["label"] == "malignant").to_numpy().astype(int)
+    z = cal_mod._logit(df["prob"])
+    t = np.where(y == 1, (y.sum() + 1) / (y.sum() + 2), 1 / (len(y) - y.sum() + 2))  # Platt's targets
+
+    def loss(ab):
+        q = 1 / (1 + np.exp(-(ab[0] * z + ab[1])))
+        return -np.sum(t * np.log(q) + (1 - t) * np.log(1 - q))
+
+    ref = minimize(loss, [1.0, 0.0], method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12}).x
+    platt = fit_calibrator(df["prob"], df["label"], method="platt")
+    assert (platt.params["slope"], platt.params["intercept"]) == pytest.approx(tuple(ref), abs=1e-4)
+
+
+def test_platt_stays_finite_on_a_perfectly_separated_fold():
+    c = fit_calibrator([0.1, 0.2, 0.8, 0.9], ["benign", "benign", "malignant", "malignant"], method="platt")
+    assert np.isfinite(c.params["slope"]) and 0.6 < c.apply([0.95])[0] < 1.0
+
+
+def test_isotonic_matches_sklearn():
     df = oof()
     y = (df["label"] == "malignant").astype(int)
     new = np.linspace(0.0, 1.0, 23)
-    platt = fit_calibrator(df["prob"], df["label"], method="platt")
-    lr = LogisticRegression(C=np.inf).fit(cal_mod._logit(df["prob"]).reshape(-1, 1), y)
-    np.testing.assert_allclose(
-        platt.apply(new), lr.predict_proba(cal_mod._logit(new).reshape(-1, 1))[:, 1], atol=1e-6
-    )
     iso = fit_calibrator(df["prob"], df["label"], method="isotonic")
     ref = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(df["prob"], y)
     np.testing.assert_allclose(iso.apply(new), ref.predict(new), atol=1e-12)

@@ -55,8 +55,9 @@ def test_workflow_prediction_equals_library_and_exported_model(tiny_run: Path) -
     cal = Calibrator.load(r / "final" / "calibration.json")
     lib, _ = predict_patients(r / "final" / "model.pt", files, calibrate=cal)
     lib = lib.set_index("patient_id")
-    np.testing.assert_allclose(wf["prob"], lib.loc[wf.index, "prob"], atol=1e-9)
-    np.testing.assert_allclose(wf["prob_calibrated"], lib.loc[wf.index, "prob_calibrated"], atol=1e-9)
+    # float32 convolutions: the job ran with other threads than this test (last-bit differences)
+    np.testing.assert_allclose(wf["prob"], lib.loc[wf.index, "prob"], atol=1e-5)
+    np.testing.assert_allclose(wf["prob_calibrated"], lib.loc[wf.index, "prob_calibrated"], atol=1e-5)
     assert list(wf["call"]) == list(lib.loc[wf.index, "call"])
     scripted = torch.jit.load(str(r / "final" / "model.torchscript.pt"))
     for pid, path in files.items():
@@ -64,7 +65,7 @@ def test_workflow_prediction_equals_library_and_exported_model(tiny_run: Path) -
             probs = (
                 scripted(torch.from_numpy(read_patch_file(path, augmented=False).original)).double().numpy()
             )
-        assert float(aggregate_slices(probs, "max").mean()) == pytest.approx(wf.loc[pid, "prob"], abs=1e-6)
+        assert float(aggregate_slices(probs, "max").mean()) == pytest.approx(wf.loc[pid, "prob"], abs=1e-5)
 
 
 def test_no_phi_of_new_patients_in_results_predict(tiny_run: Path) -> None:
