@@ -30,9 +30,10 @@ def test_dry_run_default_config_plans_every_rule(tmp_path: Path) -> None:
     jobs = planned_jobs(proc.stdout + proc.stderr)
     assert jobs == {
         "demo_cohort": 1,
-        "dicom_to_nifti": 160,
-        "register_t1_to_t2": 80,
-        "extract_patches": 80,
+        "demo_held_aside": 1,  # + 8 held-aside patients, converted/registered/cut, never trained on
+        "dicom_to_nifti": 176,
+        "register_t1_to_t2": 88,
+        "extract_patches": 88,
         "augment_patches": 80,
         "assign_folds": 1,
         "train_fold": 5,
@@ -40,6 +41,11 @@ def test_dry_run_default_config_plans_every_rule(tmp_path: Path) -> None:
         "stats_tables": 1,
         "figures": 1,
         "run_info": 1,
+        "calibrate": 1,
+        "assisted_reading": 1,
+        "final_model": 1,
+        "predict": 1,
+        "case_card": 8,
         "all": 1,
     }
 
@@ -159,7 +165,18 @@ def test_rerun_one_fold_plans_only_that_fold_and_what_follows(tiny_run: Path) ->
         "results/train/fold_2/model.pt",
     )
     jobs = planned_jobs(proc.stdout + proc.stderr)
-    assert jobs == {"train_fold": 1, "merge_predictions": 1, "stats_tables": 1, "figures": 1, "all": 1}
+    assert jobs == {
+        "train_fold": 1,
+        "merge_predictions": 1,
+        "stats_tables": 1,
+        "figures": 1,
+        "calibrate": 1,
+        "assisted_reading": 1,
+        "final_model": 1,
+        "predict": 1,
+        "case_card": 4,
+        "all": 1,
+    }
     assert "fold=2" in proc.stdout + proc.stderr or "fold_2" in proc.stdout + proc.stderr
 
 
