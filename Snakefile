@@ -48,6 +48,7 @@ include: "workflow/rules/register.smk"
 include: "workflow/rules/patches.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/predict.smk"
 
 
 localrules:
@@ -55,6 +56,7 @@ localrules:
     assign_folds,
     merge_predictions,
     run_info,
+    predict_all,
 
 
 rule all:

@@ -77,13 +77,30 @@ def _check_labels(df: pd.DataFrame, path: Path, column: str) -> None:
         )
 
 
-def load_patients(path: str | Path, *, check_files: bool = True) -> pd.DataFrame:
+UNLABELLED = "unknown"  # the label of a patient of the `predict:` sheet (new patients, truth unknown)
+
+
+def load_patients(
+    path: str | Path, *, check_files: bool = True, labelled: bool | None = True
+) -> pd.DataFrame:
     """Read patients.tsv, check every row, and return it typed, indexed by patient_id.
 
     Adds ``t1_path`` and ``t2_path``: the DICOM folders resolved relative to the sheet.
+    ``labelled=False`` reads a `predict:` sheet of new patients: the same columns without ``label``
+    (a label there is refused, so truth cannot reach the prediction), every label ``unknown``;
+    ``None`` accepts either.
     """
     path = Path(path)
     df = read_tsv(path)
+    if labelled is False and "label" in df.columns:
+        raise SpinefxError(
+            "the predict sheet has a label column.",
+            path=path,
+            fix="remove the label column: new patients are predicted without their truth.",
+        )
+    if labelled is not True and "label" not in df.columns:
+        df["label"] = UNLABELLED
+        labelled = False
     _require_columns(df, PATIENT_COLUMNS, path)
     if df.empty:
         raise SpinefxError("the sheet has no patients.", path=path)
@@ -95,7 +112,8 @@ def load_patients(path: str | Path, *, check_files: bool = True) -> pd.DataFrame
             path=path,
             fix="each patient must appear once; give the second a different id.",
         )
-    _check_labels(df, path, "label")
+    if labelled is not False:
+        _check_labels(df, path, "label")
     for col in OPTIONAL_PATIENT_COLUMNS:
         if col not in df.columns:
             df[col] = ""
@@ -230,4 +248,4 @@ def resolve_record(record: dict, sheet: str | Path | None, patient: str) -> dict
         return dict(record)
     if sheet is None:
         raise ValueError(f"no sheet row for patient {patient}: neither params.record nor input.sheet given")
-    return patient_record(load_patients(sheet), patient)
+    return patient_record(load_patients(sheet, labelled=None), patient)

@@ -79,9 +79,16 @@ def _views(path: Path, data: bytes) -> Iterator[bytes]:
 
 
 def scan(roots: Iterable[Path], needles: set[bytes], exclude: Iterable[Path] = ()) -> list[str]:
-    """Every (file, value) where a needle occurs; an empty list means the run is clean."""
+    """Every (file, value) where a needle occurs; an empty list means the run is clean.
+
+    All needles are searched in one pass per file view (one alternation), so large files (model
+    weights, the embedded report) are read once, not once per needle."""
     excluded = [p.resolve() for p in exclude]
-    patterns = {needle: _pattern(needle) for needle in needles}
+    if not needles:
+        return []
+    by_lower = {n.lower(): n for n in needles}
+    alternation = b"|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True))
+    pattern = re.compile(rb"(?<![A-Za-z0-9])(?:" + alternation + rb")(?![A-Za-z0-9])", re.IGNORECASE)
     hits = []
     for root in roots:
         if not root.exists():
@@ -89,8 +96,8 @@ def scan(roots: Iterable[Path], needles: set[bytes], exclude: Iterable[Path] = (
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             if any(path.resolve().is_relative_to(e) for e in excluded):
                 continue
+            found: set[bytes] = set()
             for view in _views(path, path.read_bytes()):
-                for needle, pattern in patterns.items():
-                    if pattern.search(view):
-                        hits.append(f"{path}: {needle.decode(errors='replace')}")
+                found |= {by_lower.get(m.group(0).lower(), m.group(0)) for m in pattern.finditer(view)}
+            hits += [f"{path}: {n.decode(errors='replace')}" for n in sorted(found)]
     return hits

@@ -120,3 +120,18 @@ def test_both_columns_may_name_one_study_folder(tmp_path: Path) -> None:
     df = sheets.load_patients(path)
     assert df.loc["P1", "t1_path"] == df.loc["P1", "t2_path"] == str((tmp_path / "dicom" / "P1").resolve())
     assert not df.loc["P1", "t1_series_uid"] and not df.loc["P1", "t2_series_uid"]
+
+
+def test_predict_sheet_has_no_label_and_refuses_one(tmp_path: Path) -> None:
+    """The `predict:` sheet of new patients (issue 17): the same columns without label."""
+    unlabelled = HEADER.replace("\tlabel", "")
+    path = write_sheet(
+        tmp_path, ["\t".join(c for i, c in enumerate(row("P3").split("\t")) if i != 1)], unlabelled
+    )
+    df = sheets.load_patients(path, labelled=False)
+    assert sheets.patient_record(df, "P3")["label"] == sheets.UNLABELLED
+    assert sheets.resolve_record({}, path, "P3")["box"] == [10, 20, 50, 60]
+    with pytest.raises(SpinefxError, match="predict sheet has a label column"):
+        sheets.load_patients(write_sheet(tmp_path / "labelled", [row("P3")]), labelled=False)
+    with pytest.raises(SpinefxError, match="missing column"):
+        sheets.load_patients(path)  # a cohort sheet still needs its labels

@@ -79,8 +79,11 @@ BOX_MARGIN_MM = 4.0
 # Labels, features, readers
 
 
-def assign_labels(n_patients: int, seed: int, malignant_fraction: float) -> dict[str, str]:
-    """demo_001.. -> label: exactly round(n * fraction) malignant (at least 2 of each class)."""
+def assign_labels(
+    n_patients: int, seed: int, malignant_fraction: float, id_prefix: str = "demo_"
+) -> dict[str, str]:
+    """demo_001.. (``id_prefix`` + number) -> label: exactly round(n * fraction) malignant (at least
+    2 of each class)."""
     if n_patients < 4:
         raise SpinefxError(
             f"the demo cohort needs at least 4 patients (2 per class), got {n_patients}",
@@ -90,12 +93,12 @@ def assign_labels(n_patients: int, seed: int, malignant_fraction: float) -> dict
     order = np.random.default_rng([seed, stable_seed("labels", n_patients)]).permutation(n_patients)
     labels = {}
     for rank, i in enumerate(order):
-        labels[patient_id(int(i) + 1)] = "malignant" if rank < n_mal else "benign"
+        labels[patient_id(int(i) + 1, id_prefix)] = "malignant" if rank < n_mal else "benign"
     return dict(sorted(labels.items()))
 
 
-def patient_id(i: int) -> str:
-    return f"demo_{i:03d}"
+def patient_id(i: int, id_prefix: str = "demo_") -> str:
+    return f"{id_prefix}{i:03d}"
 
 
 _COLLAPSE = ("anterior_wedge_deformity", "compression_of_entire_body", "central_concave_deformity")
@@ -471,15 +474,17 @@ def write_demo_cohort(
     misalignment_mm: float = 3.0,
     misalignment_deg: float = 3.0,
     noise: float = DEFAULT_NOISE,
+    id_prefix: str = "demo_",
 ) -> None:
     """Write dicom/{pid}/{t1,t2}/*.dcm and patients/features/readers/truth.tsv under ``out_dir``.
+    Patient ids are ``id_prefix`` + a number (``new_`` for the held-aside patients of the demo).
 
     Atomic: the DICOM tree is built in a temporary folder beside ``dicom/`` and moved into place,
     then each sheet is written under a temporary name and renamed. One stderr line per patient.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    labels = assign_labels(n_patients, seed, malignant_fraction)
+    labels = assign_labels(n_patients, seed, malignant_fraction, id_prefix)
     patients, feats, truth = [], [], []
     t_start = time.perf_counter()
     with atomic_dir(out_dir / "dicom") as dicom_tmp:

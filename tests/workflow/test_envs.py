@@ -19,7 +19,7 @@ from workflow_run import REPO, SNAKEMAKE
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 RULES_DIR = REPO / "workflow" / "rules"
 # Import names that differ from the distribution name in pyproject.toml.
-DIST_OF_MODULE = {"yaml": "pyyaml"}
+DIST_OF_MODULE = {"yaml": "pyyaml", "sklearn": "scikit-learn"}
 # A stand-in for `conda` on machines without it (this one): `snakemake --containerize` asks conda
 # only for its platform (to look for envs/*.<platform>.pin.txt files) and checks it is recent enough.
 CONDA_SHIM = """#!/bin/sh

@@ -30,9 +30,10 @@ def test_dry_run_default_config_plans_every_rule(tmp_path: Path) -> None:
     jobs = planned_jobs(proc.stdout + proc.stderr)
     assert jobs == {
         "demo_cohort": 1,
-        "dicom_to_nifti": 160,
-        "register_t1_to_t2": 80,
-        "extract_patches": 80,
+        "demo_held_aside": 1,  # + 8 held-aside patients, converted/registered/cut, never trained on
+        "dicom_to_nifti": 176,
+        "register_t1_to_t2": 88,
+        "extract_patches": 88,
         "augment_patches": 80,
         "assign_folds": 1,
         "train_fold": 5,
@@ -40,6 +41,11 @@ def test_dry_run_default_config_plans_every_rule(tmp_path: Path) -> None:
         "stats_tables": 1,
         "figures": 1,
         "run_info": 1,
+        "calibrate": 1,
+        "assisted_reading": 1,
+        "final_model": 1,
+        "predict": 1,
+        "case_card": 8,
         "all": 1,
     }
 
@@ -159,7 +165,18 @@ def test_rerun_one_fold_plans_only_that_fold_and_what_follows(tiny_run: Path) ->
         "results/train/fold_2/model.pt",
     )
     jobs = planned_jobs(proc.stdout + proc.stderr)
-    assert jobs == {"train_fold": 1, "merge_predictions": 1, "stats_tables": 1, "figures": 1, "all": 1}
+    assert jobs == {
+        "train_fold": 1,
+        "merge_predictions": 1,
+        "stats_tables": 1,
+        "figures": 1,
+        "calibrate": 1,
+        "assisted_reading": 1,
+        "final_model": 1,
+        "predict": 1,
+        "case_card": 4,
+        "all": 1,
+    }
     assert "fold=2" in proc.stdout + proc.stderr or "fold_2" in proc.stdout + proc.stderr
 
 
@@ -182,13 +199,17 @@ def test_no_phi_reaches_results_logs_or_report(tiny_run: Path) -> None:
     needles: set[bytes] = set()
     for pid in patients["patient_id"]:
         needles |= phi_needles(demo_phi(3, pid))
+    # the held-aside patients (seed + 1) and everything made from them, results/predict/ included
+    for pid in pd.read_csv(tiny_run / "results" / "demo" / "new" / "predict.tsv", sep="\t")["patient_id"]:
+        needles |= phi_needles(demo_phi(4, pid))
+    assert (tiny_run / "results" / "predict" / "cards").is_dir()
     # The input DICOM does carry the PHI: prove the scan would find it there.
     dicom = tiny_run / "results" / "demo" / "dicom"
     assert scan([dicom], needles), "the demo DICOM should hold PHI; the scan or demo_phi is broken"
     hits = scan(
         [tiny_run / "results", tiny_run / "logs", tiny_run / "benchmarks", tiny_run / ".snakemake" / "log"],
         needles,
-        exclude=[tiny_run / "results" / "demo" / "dicom"],
+        exclude=[tiny_run / "results" / "demo" / "dicom", tiny_run / "results" / "demo" / "new" / "dicom"],
     )
     assert hits == []
 

@@ -77,6 +77,34 @@ else:
     )
     PATIENTS = list(PATIENT_TABLE.index)
 
+# Prediction on new patients (issue 17): the `predict:` sheet (patients.tsv columns without label), or
+# the demo's held-aside patients. They go through the per-patient rules, never training.
+PREDICT_TABLE = None
+if DEMO:
+    n_held_aside = config["demo"]["n_held_aside"]
+    if 0 < n_held_aside < 4:
+        raise WorkflowError(
+            f"demo.n_held_aside is {n_held_aside}: the held-aside demo needs at least 4 patients "
+            "(2 per class). Fix: set it to 0 or 4 or more."
+        )
+    PREDICT_SHEET = "results/demo/new/predict.tsv" if n_held_aside else None
+    PREDICT_PATIENTS = [f"new_{i:03d}" for i in range(1, n_held_aside + 1)]
+else:
+    PREDICT_SHEET = config["predict"]
+    PREDICT_PATIENTS = []
+    if PREDICT_SHEET:
+        try:
+            PREDICT_TABLE = sheets.load_patients(PREDICT_SHEET, labelled=False)
+        except SpinefxError as exc:
+            raise WorkflowError(f"spinefx: {exc}") from None
+        PREDICT_PATIENTS = list(PREDICT_TABLE.index)
+        both = sorted(set(PREDICT_PATIENTS) & set(PATIENTS))
+        if both:
+            raise WorkflowError(
+                f"patients {', '.join(both)} are in both the cohort and the predict sheet "
+                f"{PREDICT_SHEET}. Fix: a new patient needs a new patient_id."
+            )
+
 
 wildcard_constraints:
     patient=r"[A-Za-z0-9_-]+",
@@ -86,6 +114,10 @@ wildcard_constraints:
 
 def sheet_inputs(wildcards):
     """The sheets a per-patient job reads at run time: only the demo's, which a rule writes."""
+    if (
+        DEMO and wildcards.patient in PREDICT_PATIENTS
+    ):  # held-aside demo patients (issue 17)
+        return {"sheet": PREDICT_SHEET, "dicom": "results/demo/new/dicom"}
     return {"sheet": PATIENT_SHEET, "dicom": "results/demo/dicom"} if DEMO else {}
 
 
@@ -93,17 +125,28 @@ def dicom_inputs(wildcards):
     """The DICOM folder of one series (demo: the generated cohort)."""
     if DEMO:
         return sheet_inputs(wildcards)
-    return {"dicom": PATIENT_TABLE.loc[wildcards.patient, f"{wildcards.series}_path"]}
+    table = (
+        PREDICT_TABLE if wildcards.patient in PREDICT_PATIENTS else PATIENT_TABLE
+    )  # issue 17
+    return {"dicom": table.loc[wildcards.patient, f"{wildcards.series}_path"]}
 
 
 def patient_record(wildcards):
     """The sheet row of one patient as plain values; the demo's is read by the job itself."""
-    return {} if DEMO else sheets.patient_record(PATIENT_TABLE, wildcards.patient)
+    if DEMO:
+        return {}
+    table = (
+        PREDICT_TABLE if wildcards.patient in PREDICT_PATIENTS else PATIENT_TABLE
+    )  # issue 17
+    return sheets.patient_record(table, wildcards.patient)
 
 
 def registration_truth(wildcards):
     """The demo's known misalignment, so registration QC can report its target registration error."""
-    return {"truth": "results/demo/truth.tsv"} if DEMO else {}
+    held_aside = (
+        wildcards.patient in PREDICT_PATIENTS
+    )  # their truth stays apart (issue 17)
+    return {"truth": "results/demo/truth.tsv"} if DEMO and not held_aside else {}
 
 
 def optional_sheets(wildcards):
@@ -191,10 +234,32 @@ def stats_figure_outputs():
     return expand("results/figures/{name}.png", name=names)
 
 
+def predict_outputs():
+    """Final model, calibration and the calls on new patients (issue 17; predict.smk)."""
+    out = [
+        "results/final/model.pt",
+        "results/final/model.torchscript.pt",
+        "results/final/model_card.md",
+        "results/figures/calibration.png",
+        expand("results/tables/calibrator.{ext}", ext=["tsv", "md"]),
+    ]
+    if READERS_SHEET:
+        out += expand("results/tables/assisted_reading.{ext}", ext=["tsv", "md"])
+    if PREDICT_PATIENTS:
+        out += ["results/predict/per_patient.tsv"]
+        out += expand(
+            "results/predict/cards/{patient}.{ext}",
+            patient=PREDICT_PATIENTS,
+            ext=["png", "html"],
+        )
+    return out
+
+
 def all_outputs():
     if STATS_ONLY:
         return [table_outputs(), paper_table_outputs(), stats_figure_outputs()]
     return [
+        predict_outputs(),
         "results/run_info.tsv",
         expand("results/registration/{patient}/qc.json", patient=PATIENTS),
         "results/predictions/per_patient.tsv",

@@ -21,3 +21,25 @@ rule demo_cohort:
         demo=config["demo"],
     script:
         "../scripts/demo_cohort.py"
+
+
+rule demo_held_aside:
+    """Demo patients never used in training (issue 17): the demo's `predict` sheet, truth apart."""
+    output:
+        predict="results/demo/new/predict.tsv",
+        sheet="results/demo/new/patients.tsv",
+        truth="results/demo/new/truth.tsv",
+        dicom=directory("results/demo/new/dicom"),
+    log:
+        "logs/demo_held_aside.log",
+    benchmark:
+        "benchmarks/demo_held_aside.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        demo=config["demo"],
+    script:
+        "../scripts/demo_held_aside.py"
