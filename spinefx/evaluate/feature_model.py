@@ -17,7 +17,7 @@ import pandas as pd
 import statsmodels.api as sm
 
 from spinefx.errors import SpinefxError
-from spinefx.evaluate.stats import _estimable_columns, _firth_fit, _truth, auc_ci
+from spinefx.evaluate.stats import _estimable_columns, _firth_fit, auc_ci, feature_matrix
 from spinefx.features import FEATURES
 from spinefx.learn.folds import assign_folds
 
@@ -39,22 +39,6 @@ def flic_fit(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool
 def _predict(beta: np.ndarray, usable: np.ndarray, X: np.ndarray) -> np.ndarray:
     eta = np.column_stack([np.ones(len(X)), X[:, usable]]) @ beta
     return 1.0 / (1.0 + np.exp(-eta))
-
-
-def _matrix(
-    features: pd.DataFrame, truth: pd.Series | pd.DataFrame, feature_names: Sequence[str]
-) -> tuple[pd.Index, np.ndarray, np.ndarray, pd.Series]:
-    lab = _truth(truth)
-    feats = features.assign(patient_id=features["patient_id"].astype(str))
-    absent = [f for f in feature_names if f not in feats.columns]
-    if absent:
-        raise SpinefxError(f"features table lacks columns {absent}")
-    feats = feats[feats["patient_id"].isin(lab.index)].dropna(subset=list(feature_names))
-    feats = feats.drop_duplicates("patient_id").set_index("patient_id")
-    if len(feats) == 0:
-        raise SpinefxError("no patient has both a label and a complete features row")
-    y = (lab.reindex(feats.index) == "malignant").to_numpy(dtype=float)
-    return feats.index, feats[list(feature_names)].to_numpy(dtype=float), y, lab.reindex(feats.index)
 
 
 def cross_validated_probabilities(X: np.ndarray, y: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, int]:
@@ -101,7 +85,7 @@ def feature_model_honest(
     """
     if not seeds:
         raise SpinefxError("repeated cross-validation needs at least one fold seed")
-    ids, X, y, labels = _matrix(features, truth, feature_names)
+    ids, X, y, labels = feature_matrix(features, truth, feature_names)
     beta, usable, ok_all = flic_fit(X, y)
     apparent_prob = _predict(beta, usable, X)
     failed = int(not ok_all)

@@ -561,6 +561,23 @@ def _firth_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray)
     return 1.0 / (1.0 + np.exp(-eta))
 
 
+def feature_matrix(
+    features: pd.DataFrame, truth: pd.Series | pd.DataFrame, feature_names: Sequence[str] = FEATURES
+) -> tuple[pd.Index, np.ndarray, np.ndarray, pd.Series]:
+    """The patients with a label and a complete features row: (ids, X, y = malignant, their labels)."""
+    lab = _truth(truth)
+    feats = features.assign(patient_id=features["patient_id"].astype(str))
+    absent = [f for f in feature_names if f not in feats.columns]
+    if absent:
+        raise SpinefxError(f"features table lacks columns {absent}")
+    feats = feats[feats["patient_id"].isin(lab.index)].dropna(subset=list(feature_names))
+    feats = feats.drop_duplicates("patient_id").set_index("patient_id")
+    if len(feats) == 0:
+        raise SpinefxError("no patient has both a label and a complete features row")
+    y = (lab.reindex(feats.index) == "malignant").to_numpy(dtype=float)
+    return feats.index, feats[list(feature_names)].to_numpy(dtype=float), y, lab.reindex(feats.index)
+
+
 def feature_model_cv(
     features: pd.DataFrame,
     truth: pd.Series | pd.DataFrame,
@@ -583,29 +600,18 @@ def feature_model_cv(
     coefficients as :func:`firth_logit`). Accuracy/sensitivity/specificity use the pooled
     out-of-fold calls at ``threshold``; the AUC uses the pooled out-of-fold probabilities (DeLong).
     """
-    lab = _truth(truth)
-    feats = features.copy()
-    feats["patient_id"] = feats["patient_id"].astype(str)
-    absent = [f for f in feature_names if f not in feats.columns]
-    if absent:
-        raise SpinefxError(f"features table lacks columns {absent}")
-    feats = feats[feats["patient_id"].isin(lab.index)].dropna(subset=list(feature_names))
-    feats = feats.drop_duplicates("patient_id").set_index("patient_id")
-    if len(feats) == 0:
-        raise SpinefxError("no patient has both a label and a complete features row")
-    X = feats[list(feature_names)].to_numpy(dtype=float)
-    y = (lab.reindex(feats.index) == "malignant").to_numpy(dtype=float)
+    ids, X, y, labels = feature_matrix(features, truth, feature_names)
     if folds is not None:
         fmap = folds.assign(patient_id=folds["patient_id"].astype(str)).set_index("patient_id")["fold"]
-        lost = [p for p in feats.index if p not in fmap.index]
+        lost = [p for p in ids if p not in fmap.index]
         if lost:
             raise SpinefxError(
                 f"patients with features but no fold: {', '.join(lost)}", fix="rerun assign_folds"
             )
-        fold = fmap.reindex(feats.index).astype(int)
+        fold = fmap.reindex(ids).astype(int)
     else:
-        sheet = pd.DataFrame({"patient_id": feats.index, "label": lab.reindex(feats.index).to_numpy()})
-        fold = assign_folds(sheet, k, seed).set_index("patient_id")["fold"].reindex(feats.index)
+        sheet = pd.DataFrame({"patient_id": ids, "label": labels.to_numpy()})
+        fold = assign_folds(sheet, k, seed).set_index("patient_id")["fold"].reindex(ids)
     prob = np.full(len(y), np.nan)
     for f in sorted(set(fold)):
         test = (fold == f).to_numpy()
