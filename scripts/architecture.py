@@ -4,11 +4,12 @@ and the files it reads and writes. Generated so that the map cannot drift from t
 
 from __future__ import annotations
 
-import argparse
 import ast
 import re
 import sys
 from pathlib import Path
+
+from generated import write_or_check
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "architecture.md"
@@ -104,18 +105,7 @@ def render() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/architecture.md is stale")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        if not OUT.is_file() or OUT.read_text() != text:
-            print("docs/architecture.md is stale: run scripts/architecture.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(REPO)}")
-    return 0
+    return write_or_check(OUT, render, description=__doc__, script="scripts/architecture.py")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import yaml
+from generated import write_or_check
 
 from spinefx.settings import render_config_readme
 
@@ -21,18 +21,7 @@ def expected() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if config/README.md is not up to date")
-    args = parser.parse_args()
-    text = expected()
-    if args.check:
-        if README.read_text() != text:
-            print("config/README.md is stale: run .venv/bin/python scripts/config_readme.py", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(text)
-    print(f"wrote {README.relative_to(REPO)}")
-    return 0
+    return write_or_check(README, expected, description=__doc__, script="scripts/config_readme.py")
 
 
 if __name__ == "__main__":
