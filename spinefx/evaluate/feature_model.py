@@ -17,7 +17,7 @@ import pandas as pd
 import statsmodels.api as sm
 
 from spinefx.errors import SpinefxError
-from spinefx.evaluate.stats import _estimable_columns, _firth_fit, auc_ci, feature_matrix
+from spinefx.evaluate.stats import _estimable_columns, _firth_fit, auc_ci, feature_matrix, folds_of
 from spinefx.features import FEATURES
 from spinefx.learn.folds import assign_folds
 
@@ -99,13 +99,7 @@ def feature_model_honest(
         if seed == seeds[0]:
             cv_prob = prob
     if folds is not None:
-        fmap = folds.assign(patient_id=folds["patient_id"].astype(str)).set_index("patient_id")["fold"]
-        lost = [p for p in ids if p not in fmap.index]
-        if lost:
-            raise SpinefxError(
-                f"patients with features but no fold: {', '.join(lost)}", fix="rerun assign_folds"
-            )
-        cv_prob, nf = cross_validated_probabilities(X, y, fmap.reindex(ids).to_numpy())
+        cv_prob, nf = cross_validated_probabilities(X, y, folds_of(folds, ids).to_numpy())
         failed += nf
     apparent = _scores(y, apparent_prob, threshold)
     cv = _scores(y, cv_prob, threshold)

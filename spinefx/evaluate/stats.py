@@ -578,6 +578,15 @@ def feature_matrix(
     return feats.index, feats[list(feature_names)].to_numpy(dtype=float), y, lab.reindex(feats.index)
 
 
+def folds_of(folds: pd.DataFrame, ids: pd.Index) -> pd.Series:
+    """Each patient's fold from a folds table (patient_id, fold); every patient must have one."""
+    fmap = folds.assign(patient_id=folds["patient_id"].astype(str)).set_index("patient_id")["fold"]
+    lost = [p for p in ids if p not in fmap.index]
+    if lost:
+        raise SpinefxError(f"patients with features but no fold: {', '.join(lost)}", fix="rerun assign_folds")
+    return fmap.reindex(ids).astype(int)
+
+
 def feature_model_cv(
     features: pd.DataFrame,
     truth: pd.Series | pd.DataFrame,
@@ -602,13 +611,7 @@ def feature_model_cv(
     """
     ids, X, y, labels = feature_matrix(features, truth, feature_names)
     if folds is not None:
-        fmap = folds.assign(patient_id=folds["patient_id"].astype(str)).set_index("patient_id")["fold"]
-        lost = [p for p in ids if p not in fmap.index]
-        if lost:
-            raise SpinefxError(
-                f"patients with features but no fold: {', '.join(lost)}", fix="rerun assign_folds"
-            )
-        fold = fmap.reindex(ids).astype(int)
+        fold = folds_of(folds, ids)
     else:
         sheet = pd.DataFrame({"patient_id": ids, "label": labels.to_numpy()})
         fold = assign_folds(sheet, k, seed).set_index("patient_id")["fold"].reindex(ids)
