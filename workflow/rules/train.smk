@@ -46,5 +46,7 @@ rule train_fold:
         gpu=1,
     params:
         settings=config["train"],
+        fold=lambda wc: int(wc.fold),
+        state="results/train/fold_{fold}/state/checkpoint.pt",
     script:
         "../scripts/train_fold.py"
