@@ -41,7 +41,15 @@ from spinefx.settings import section_defaults
 STATE_VERSION = 1
 # Config fields that may change between a killed run and its rerun without invalidating the state:
 # they change where/how fast it runs, not what it computes (threads may change CPU rounding).
-_NOT_HASHED = {"threads", "device", "keep_state", "cuda_graphs", "checkpoint_every"}
+_NOT_HASHED = {
+    "threads",
+    "device",
+    "keep_state",
+    "cuda_graphs",
+    "checkpoint_every",
+    "folds_per_job",
+    "stacked_forward",
+}
 
 
 _DEFAULTS = section_defaults("train")  # the config schema: the one statement of every default
@@ -73,6 +81,8 @@ class TrainConfig:
     keep_state: bool = _DEFAULTS["keep_state"]
     cuda_graphs: bool = _DEFAULTS["cuda_graphs"]
     checkpoint_every: int = _DEFAULTS["checkpoint_every"]
+    folds_per_job: int | str = _DEFAULTS["folds_per_job"]  # 1 or "all" (spinefx.learn.stacked)
+    stacked_forward: str = _DEFAULTS["stacked_forward"]
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -91,6 +101,10 @@ class TrainConfig:
             problems.append("val_fraction must be in [0, 1)")
         if len(self.betas) != 2:
             problems.append("betas must be two numbers")
+        if self.folds_per_job not in (1, "all"):
+            problems.append("folds_per_job must be 1 or all")
+        if self.stacked_forward not in ("auto", "vmap", "loop"):
+            problems.append("stacked_forward must be auto, vmap or loop")
         if self.threads is not None and self.threads < 1:
             problems.append("threads must be >= 1")
         if problems:
@@ -574,6 +588,8 @@ def _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end) ->
             on_epoch_end(epoch, dict(row))
     del train, val
     summary = finish_fold(model, best, history, data, fold, cfg, device, outputs)
+    if not cfg.keep_state:
+        remove_state(outputs.state)
     summary["train_images_per_s"] = steps_images / steps_seconds if steps_seconds else float("nan")
     summary["seconds"] = time.perf_counter() - t_start
     _log(
@@ -581,6 +597,13 @@ def _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end) ->
         f"done: best epoch {best['epoch']} (val_loss {best['val_loss']:.4f}), {summary['seconds']:.0f} s",
     )
     return summary
+
+
+def remove_state(state: Path) -> None:
+    """Drop a finished job's resumable checkpoint (and its folder when that is left empty)."""
+    with contextlib.suppress(OSError):
+        os.remove(state)
+        Path(state).parent.rmdir()
 
 
 def finish_fold(
@@ -630,10 +653,6 @@ def finish_fold(
     with atomic_path(outputs.predictions) as tmp:
         preds.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
     _write_curve(history, fold, outputs.curve)
-    if not cfg.keep_state:
-        with contextlib.suppress(OSError):
-            os.remove(outputs.state)
-            outputs.state.parent.rmdir()
     return {
         "fold": fold,
         "device": str(device),
