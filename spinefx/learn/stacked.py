@@ -41,7 +41,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from spinefx.errors import SpinefxError
-from spinefx.learn.dataset import FoldData, batch_indices, load_fold_data
+from spinefx.learn.dataset import FoldData, batch_indices, load_folds_data
 from spinefx.learn.train import (
     FoldOutputs,
     TrainConfig,
@@ -282,7 +282,7 @@ def train_folds_stacked(
 def _train(patch_files, folds, fold_ids, outputs, state_path, cfg, device, forward, on_epoch_end):
     t_start = time.perf_counter()
     k = len(fold_ids)
-    datas = [load_fold_data(patch_files, folds, f, cfg.val_fraction, cfg.seed) for f in fold_ids]
+    datas = load_folds_data(patch_files, folds, fold_ids, cfg.val_fraction, cfg.seed)
     for f, d in zip(fold_ids, datas, strict=True):
         log_fold_data(f, d, device)
     channels = int(datas[0].train.x.shape[1])
