@@ -233,3 +233,47 @@ def test_recalibrate_batchnorm_is_an_equal_weight_average_over_its_batches():
     var = torch.stack([f.var(1, unbiased=True) for f in feats]).mean(0)
     torch.testing.assert_close(model[1].running_mean, mean, rtol=0, atol=1e-5)
     torch.testing.assert_close(model[1].running_var, var, rtol=0, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphed_steps_agree_with_eager_steps():
+    """train.cuda_graphs replays the very step train_step takes: after warm-up, capture and replays
+    (and a partial batch run eagerly) the losses and weights equal eager training's to float32
+    rounding (TF32 off, no autocast, so both run the same kernels' arithmetic)."""
+    from spinefx.learn.model import build_model
+    from spinefx.learn.train import GraphedStep, make_optimizer, train_step
+
+    device = torch.device("cuda")
+    prev = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        kw = {"device": device, "amp": False, "channels_last": True}
+        runs = []
+        for graphs in (False, True):
+            torch.manual_seed(0)
+            model = (
+                build_model("resnet18", load_pretrained=False)
+                .to(device)
+                .to(memory_format=torch.channels_last)
+            )
+            cfg = TrainConfig(arch="resnet18", device="cuda", cuda_graphs=graphs, amp=False)
+            opt = make_optimizer(model, cfg, device)
+            step = GraphedStep(model, opt, 8, **kw) if graphs else None
+            g = torch.Generator(device="cpu").manual_seed(1)
+            model.train()
+            losses = []
+            for i in range(7):
+                n = 8 if i < 6 else 5  # the last batch is partial: eager in both
+                xb = torch.randn(n, 6, 64, 64, generator=g).to(device)
+                yb = (torch.rand(n, generator=g) < 0.5).float().to(device)
+                loss = step(xb, yb) if graphs else train_step(model, opt, xb, yb, **kw)
+                losses.append(float(loss))
+            runs.append((losses, {k: v.detach().cpu() for k, v in model.state_dict().items()}))
+        (eager_losses, eager), (graph_losses, graphed) = runs
+        np_close = torch.testing.assert_close
+        np_close(torch.tensor(graph_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
+        for k in eager:
+            if eager[k].is_floating_point() and "running" not in k:
+                np_close(graphed[k], eager[k], rtol=0, atol=2e-4 * 7)  # Adam: |step| <~ lr per step
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = prev
