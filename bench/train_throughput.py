@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating pairs per measurement")
     ap.add_argument("--batches", type=int, default=8, help="training batches per timed epoch")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--archs", default="resnet50,resnet18", help="architectures of section 1")
     ap.add_argument("--epochs", type=int, default=1, help="epochs of each train_fold / stacked job")
     ap.add_argument("--job-rounds", type=int, default=1, help="alternating rounds of the job comparison")
     args = ap.parse_args()
@@ -126,7 +127,7 @@ def main() -> None:
     x_bare, y_bare = x_proj.clone(), y_proj.clone()
 
     ratios = []
-    for arch in ("resnet50", "resnet18"):
+    for arch in args.archs.split(","):
         torch.manual_seed(0)
         model = build_model(arch, load_pretrained=False).to(memory_format=torch.channels_last)
         opt = make_optimizer(model, TrainConfig(arch=arch), torch.device("cpu"))
