@@ -10,7 +10,7 @@ lives here too, so the no-leak property is checked on the very tensors that trai
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,12 +129,15 @@ def load_fold_data(
     fold: int,
     val_fraction: float,
     seed: int,
+    *,
+    read: Callable[[Path, str, bool], PatchFile] = _read_patches,
 ) -> FoldData:
     """Read the patches of every patient once and place them by role for ``fold``: patients with
     ``fold != fold`` are split by :func:`spinefx.learn.folds.fold_split` (stratified; ``seed`` is the
     run's seed, the fold is mixed in there) into training and early-stopping validation;
     the held-out fold and validation get original patches only; augmented copies go to training
-    only. Labels come from the folds table and must agree with each file's ``label`` attribute."""
+    only. Labels come from the folds table and must agree with each file's ``label`` attribute.
+    ``read(path, patient, want_augmented)`` reads one file (see :func:`load_folds_data`)."""
     need = {"patient_id", "label", "fold"}
     if not need <= set(folds.columns):
         raise SpinefxError(f"folds table lacks columns {sorted(need - set(folds.columns))}.")
@@ -152,7 +155,7 @@ def load_fold_data(
         if pid not in patch_files:
             raise SpinefxError("no patch file given for this patient.", patient=pid)
         role = roles[pid]
-        p = _read_patches(Path(patch_files[pid]), pid, want_augmented=role == "train")
+        p = read(Path(patch_files[pid]), pid, role == "train")
         if p.label != labels[pid]:
             raise SpinefxError(
                 f"label {p.label!r} in the patch file differs from {labels[pid]!r} in the folds table.",
@@ -174,6 +177,25 @@ def load_fold_data(
     if len(data.train) == 0:
         raise SpinefxError(f"fold {fold}: no training samples.", fix="check folds.tsv and the patches")
     return data
+
+
+def load_folds_data(
+    patch_files: Mapping[str, Path],
+    folds: pd.DataFrame,
+    fold_ids: list[int],
+    val_fraction: float,
+    seed: int,
+) -> list[FoldData]:
+    """:func:`load_fold_data` for several folds, reading each patch file once (a stacked job would
+    otherwise read the cohort k times); the tensors are the very ones a job per fold loads."""
+    cache: dict[Path, PatchFile] = {}
+
+    def read_once(path: Path, patient: str, want_augmented: bool) -> PatchFile:
+        if path not in cache:
+            cache[path] = _read_patches(path, patient, want_augmented=True)
+        return cache[path]
+
+    return [load_fold_data(patch_files, folds, f, val_fraction, seed, read=read_once) for f in fold_ids]
 
 
 def batch_indices(

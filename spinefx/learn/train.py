@@ -3,7 +3,7 @@
 split, best checkpoint kept.
 
 A fold is the job users send to a GPU node, so it is built to be interrupted: every epoch ends with
-a checkpoint (model, optimiser, RNG states, early-stopping state) under ``out_dir/state/``, and a
+a checkpoint (model, optimiser, RNG states, early-stopping state) at the caller's state path, and a
 rerun continues from it to the very same result (bitwise on CPU). The per-epoch shuffle comes from
 a generator seeded by (seed, fold, epoch), so resuming needs no generator state at all.
 """
@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from spinefx.atomic import atomic_path
 from spinefx.errors import SpinefxError
@@ -40,7 +41,15 @@ from spinefx.settings import section_defaults
 STATE_VERSION = 1
 # Config fields that may change between a killed run and its rerun without invalidating the state:
 # they change where/how fast it runs, not what it computes (threads may change CPU rounding).
-_NOT_HASHED = {"threads", "device", "keep_state", "cuda_graphs", "checkpoint_every"}
+_NOT_HASHED = {
+    "threads",
+    "device",
+    "keep_state",
+    "cuda_graphs",
+    "checkpoint_every",
+    "folds_per_job",
+    "stacked_forward",
+}
 
 
 _DEFAULTS = section_defaults("train")  # the config schema: the one statement of every default
@@ -72,6 +81,8 @@ class TrainConfig:
     keep_state: bool = _DEFAULTS["keep_state"]
     cuda_graphs: bool = _DEFAULTS["cuda_graphs"]
     checkpoint_every: int = _DEFAULTS["checkpoint_every"]
+    folds_per_job: int | str = _DEFAULTS["folds_per_job"]  # 1 or "all" (spinefx.learn.stacked)
+    stacked_forward: str = _DEFAULTS["stacked_forward"]
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -90,6 +101,10 @@ class TrainConfig:
             problems.append("val_fraction must be in [0, 1)")
         if len(self.betas) != 2:
             problems.append("betas must be two numbers")
+        if self.folds_per_job not in (1, "all"):
+            problems.append("folds_per_job must be 1 or all")
+        if self.stacked_forward not in ("auto", "vmap", "loop"):
+            problems.append("stacked_forward must be auto, vmap or loop")
         if self.threads is not None and self.threads < 1:
             problems.append("threads must be >= 1")
         if problems:
@@ -301,28 +316,19 @@ def recalibrate_batchnorm(
 ) -> int:
     """Re-estimate every BatchNorm's running mean/var as an equal-weight average over batches of
     training samples, with the weights frozen. With few optimiser steps per epoch the running
-    statistics lag behind the weights; this removes that lag. Returns the samples used."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns or len(x) < 2:
+    statistics lag behind the weights; this removes that lag. The averaging is torch's own
+    ``torch.optim.swa_utils.update_bn``; this function only chooses the samples (a seeded subset,
+    batches of at least 2) and applies the run's autocast and memory format. Returns the samples used."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) or len(x) < 2:
         return 0
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    model.train()
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:max_samples]
-    used = 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        if len(idx) < 2:
-            break
-        with _autocast(device, amp):
-            model(_format(x.index_select(0, idx.to(x.device)), channels_last))
-        used += len(idx)
-    for m, mom in zip(bns, momenta, strict=True):
-        m.momentum = mom
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    batches = [idx for idx in batches if len(idx) >= 2]
+    inputs = (_format(x.index_select(0, idx.to(x.device)), channels_last) for idx in batches)
+    with _autocast(device, amp):
+        update_bn(inputs, model)
     model.eval()
-    return used
+    return sum(len(idx) for idx in batches)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -392,24 +398,27 @@ def load_model(model_path: Path, device: str | torch.device = "cpu") -> tuple[nn
     return model, {k: v for k, v in ckpt.items() if k != "state_dict"}
 
 
-def train_fold(
-    patch_files: Mapping[str, Path],
-    folds: pd.DataFrame,
-    fold: int,
-    out_dir: Path,
-    cfg: TrainConfig,
-    *,
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-) -> dict[str, Any]:
-    """Train on the patients of ``folds`` outside ``fold`` and predict the held-out fold's original
-    patches. Writes model.pt, history.tsv, predictions.tsv and curve.png into ``out_dir`` (each
-    atomically); resumes from ``out_dir/state/checkpoint.pt`` when its config+input hash matches.
-    ``on_epoch_end(epoch, history_row)`` runs after each epoch, once its checkpoint (when one is due,
-    see ``checkpoint_every``) is on disk. Returns a
-    summary (best epoch, losses, sample counts, images/s)."""
-    out_dir = Path(out_dir)
-    state_path = out_dir / "state" / "checkpoint.pt"
-    device = resolve_device(cfg.device)
+@dataclass(frozen=True)
+class FoldOutputs:
+    """Where one fold's files go, every path given by the caller (the rule's ``output:``), so the
+    library never invents a file name. ``state`` is the resumable checkpoint, deleted after a
+    successful run unless ``keep_state``."""
+
+    model: Path
+    history: Path
+    predictions: Path
+    curve: Path
+    state: Path
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, Path(getattr(self, f.name)))
+
+
+@contextlib.contextmanager
+def torch_settings(cfg: TrainConfig, device: torch.device):
+    """Threads and determinism on CPU (bitwise-reproducible reruns), cuDNN autotuning and TF32 on
+    CUDA; the previous process-wide settings come back afterwards."""
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_bench = torch.backends.cudnn.benchmark
@@ -422,16 +431,30 @@ def train_fold(
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        return _train_fold(patch_files, folds, fold, out_dir, state_path, cfg, device, on_epoch_end)
+        yield
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det)
         torch.backends.cudnn.benchmark = prev_bench
 
 
-def _train_fold(patch_files, folds, fold, out_dir, state_path, cfg, device, on_epoch_end) -> dict[str, Any]:
-    t_start = time.perf_counter()
-    data = load_fold_data(patch_files, folds, fold, cfg.val_fraction, cfg.seed)
+def fold_seed(cfg: TrainConfig, fold: int) -> int:
+    """The seed of a fold's initialisation (and BatchNorm re-estimation subset)."""
+    return cfg.seed * 1000 + fold
+
+
+def init_model(cfg: TrainConfig, fold: int, in_channels: int) -> nn.Module:
+    """A fold's freshly initialised model on the CPU, from the fold's own seed, so every way of
+    training a fold (alone or stacked with others) starts from the very same weights."""
+    seed = fold_seed(cfg, fold)
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+    return build_model(cfg.arch, cfg.pretrained_weights, in_channels=in_channels)
+
+
+def log_fold_data(fold: int, data: FoldData, device: torch.device) -> None:
+    """One line per fold saying what it trains, validates and predicts on."""
     _log(
         fold,
         f"{len(data.train)} training samples ({int(data.train.augmented.sum())} augmented) from "
@@ -441,14 +464,64 @@ def _train_fold(patch_files, folds, fold, out_dir, state_path, cfg, device, on_e
     )
     if len(data.val) == 0:
         _log(fold, "no early-stopping patients (val_fraction 0 or too few patients): keeping the last epoch")
+
+
+def check_finite(fold: int, epoch: int, train_loss: float, val_loss: float, n_val: int, state: Path) -> None:
+    """A non-finite loss stops the run with the last good checkpoint kept."""
+    if not math.isfinite(train_loss) or (n_val and not math.isfinite(val_loss)):
+        kept = f"the last good checkpoint ({state}) is kept" if state.is_file() else "no epoch"
+        raise SpinefxError(
+            f"fold {fold}, epoch {epoch}: loss is not finite (train {train_loss}, validation "
+            f"{val_loss}); training stopped, {kept}.",
+            fix="lower train.lr, or check the patches for extreme values",
+        )
+
+
+def update_best(
+    best: dict[str, Any],
+    val_loss: float,
+    n_val: int,
+    epoch: int,
+    min_delta: float,
+    state: Callable[[], dict[str, torch.Tensor]],
+) -> bool:
+    """Early-stopping bookkeeping after an epoch; ``state`` (a callable) gives the weights to keep
+    when this epoch is the best so far. Returns whether it was."""
+    improved = n_val == 0 or val_loss < best["val_loss"] - min_delta
+    if improved:
+        best.update(state=state(), val_loss=val_loss, epoch=epoch, bad_epochs=0)
+    else:
+        best["bad_epochs"] += 1
+    return improved
+
+
+def train_fold(
+    patch_files: Mapping[str, Path],
+    folds: pd.DataFrame,
+    fold: int,
+    outputs: FoldOutputs,
+    cfg: TrainConfig,
+    *,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train on the patients of ``folds`` outside ``fold`` and predict the held-out fold's original
+    patches. Writes ``outputs`` (model, history, predictions, curve; each atomically); resumes from
+    ``outputs.state`` when its config+input hash matches. ``on_epoch_end(epoch, history_row)`` runs
+    after each epoch, once its checkpoint (when one is due, see ``checkpoint_every``) is on disk.
+    Returns a summary (best epoch, losses, sample counts, images/s)."""
+    device = resolve_device(cfg.device)
+    with torch_settings(cfg, device):
+        return _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end)
+
+
+def _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    state_path = outputs.state
+    data = load_fold_data(patch_files, folds, fold, cfg.val_fraction, cfg.seed)
+    log_fold_data(fold, data, device)
     run_hash = _run_hash(cfg, data)
 
-    seed = cfg.seed * 1000 + fold
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-    random.seed(seed)
-    model = build_model(cfg.arch, cfg.pretrained_weights, in_channels=int(data.train.x.shape[1]))
-    model.to(device)
+    model = init_model(cfg, fold, int(data.train.x.shape[1])).to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg, device)
@@ -480,21 +553,11 @@ def _train_fold(patch_files, folds, fold, out_dir, state_path, cfg, device, on_e
         train_loss, seen = train_epoch(model, optimizer, train.x, train.y, cfg.batch_size, g, step=step, **kw)
         t_train = time.perf_counter() - t0
         val_loss = evaluate_loss(model, val.x, val.y, cfg.eval_batch_size, **kw)
-        if not math.isfinite(train_loss) or (len(val) and not math.isfinite(val_loss)):
-            kept = f"the last good checkpoint ({state_path}) is kept" if state_path.is_file() else "no epoch"
-            raise SpinefxError(
-                f"fold {fold}, epoch {epoch}: loss is not finite (train {train_loss}, validation "
-                f"{val_loss}); training stopped, {kept}.",
-                fix="lower train.lr, or check the patches for extreme values",
-            )
+        check_finite(fold, epoch, train_loss, val_loss, len(val), state_path)
         seconds = time.perf_counter() - t0
         steps_images += seen
         steps_seconds += t_train
-        improved = len(val) == 0 or val_loss < best["val_loss"] - cfg.min_delta
-        if improved:
-            best = {"state": _cpu_state(model), "val_loss": val_loss, "epoch": epoch, "bad_epochs": 0}
-        else:
-            best["bad_epochs"] += 1
+        improved = update_best(best, val_loss, len(val), epoch, cfg.min_delta, lambda: _cpu_state(model))
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -523,18 +586,53 @@ def _train_fold(patch_files, folds, fold, out_dir, state_path, cfg, device, on_e
         )
         if on_epoch_end is not None:
             on_epoch_end(epoch, dict(row))
+    del train, val
+    summary = finish_fold(model, best, history, data, fold, cfg, device, outputs)
+    if not cfg.keep_state:
+        remove_state(outputs.state)
+    summary["train_images_per_s"] = steps_images / steps_seconds if steps_seconds else float("nan")
+    summary["seconds"] = time.perf_counter() - t_start
+    _log(
+        fold,
+        f"done: best epoch {best['epoch']} (val_loss {best['val_loss']:.4f}), {summary['seconds']:.0f} s",
+    )
+    return summary
+
+
+def remove_state(state: Path) -> None:
+    """Drop a finished job's resumable checkpoint (and its folder when that is left empty)."""
+    with contextlib.suppress(OSError):
+        os.remove(state)
+        Path(state).parent.rmdir()
+
+
+def finish_fold(
+    model: nn.Module,
+    best: Mapping[str, Any],
+    history: list[dict[str, float]],
+    data: FoldData,
+    fold: int,
+    cfg: TrainConfig,
+    device: torch.device,
+    outputs: FoldOutputs,
+) -> dict[str, Any]:
+    """After the last epoch: the best weights back into ``model`` (on ``device``), BatchNorm
+    re-estimated when asked, the held-out predictions, and every output file written; the same
+    code whether the fold was trained alone or stacked. Returns the summary's counts."""
     if best["bad_epochs"] >= cfg.patience:
         _log(fold, f"early stop: no better validation loss for {cfg.patience} epochs")
-
+    kw = {"device": device, "amp": cfg.amp, "channels_last": cfg.channels_last}
     model.load_state_dict(best["state"])
     if cfg.bn_recalibrate:
-        n = recalibrate_batchnorm(model, train.x, cfg.eval_batch_size, cfg.bn_recalibrate_samples, seed, **kw)
+        train_x = data.train.x.to(device)
+        n = recalibrate_batchnorm(
+            model, train_x, cfg.eval_batch_size, cfg.bn_recalibrate_samples, fold_seed(cfg, fold), **kw
+        )
+        del train_x
         _log(fold, f"BatchNorm statistics re-estimated on {n} training samples with the best weights")
     final_state = _cpu_state(model)
-    del train, val
     test = data.test
     probs = torch.sigmoid(predict_logits(model, test.x, cfg.eval_batch_size, **kw)).numpy()
-
     _save_torch(
         {
             "state_dict": final_state,
@@ -546,20 +644,16 @@ def _train_fold(patch_files, folds, fold, out_dir, state_path, cfg, device, on_e
             "best_val_loss": best["val_loss"],
             "bn_recalibrated": cfg.bn_recalibrate,
         },
-        out_dir / "model.pt",
+        outputs.model,
     )
     hist = pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "lr", "seconds"])
-    with atomic_path(out_dir / "history.tsv") as tmp:
+    with atomic_path(outputs.history) as tmp:
         hist.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     preds = pd.DataFrame({"patient_id": test.patient_ids, "slice": test.slices, "prob": probs.astype(float)})
-    with atomic_path(out_dir / "predictions.tsv") as tmp:
+    with atomic_path(outputs.predictions) as tmp:
         preds.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
-    _write_curve(history, fold, out_dir / "curve.png")
-    if not cfg.keep_state:
-        with contextlib.suppress(OSError):
-            os.remove(state_path)
-            state_path.parent.rmdir()
-    summary = {
+    _write_curve(history, fold, outputs.curve)
+    return {
         "fold": fold,
         "device": str(device),
         "epochs_run": len(history),
@@ -568,14 +662,7 @@ def _train_fold(patch_files, folds, fold, out_dir, state_path, cfg, device, on_e
         "n_train": len(data.train),
         "n_val": len(data.val),
         "n_test": len(data.test),
-        "train_images_per_s": steps_images / steps_seconds if steps_seconds else float("nan"),
-        "seconds": time.perf_counter() - t_start,
     }
-    _log(
-        fold,
-        f"done: best epoch {best['epoch']} (val_loss {best['val_loss']:.4f}), {summary['seconds']:.0f} s",
-    )
-    return summary
 
 
 def copy_config(cfg: TrainConfig, **changes: Any) -> TrainConfig:

@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from spinefx.errors import SpinefxError
-from spinefx.learn.dataset import batch_indices, iterate_batches, load_fold_data, split_patients
+from spinefx.learn.dataset import (
+    batch_indices,
+    iterate_batches,
+    load_fold_data,
+    load_folds_data,
+    split_patients,
+)
 
 
 def write_cohort(root: Path, n_benign: int, n_malignant: int, k: int, copies=(2, 4), samples=3, seed=0):
@@ -119,3 +125,16 @@ def test_no_early_stopping_split_when_val_fraction_is_zero(tmp_path):
     assert val == [] and sorted(train + test) == sorted(folds["patient_id"])
     data = load_fold_data(files, folds, 2, 0.0, 0)
     assert len(data.val) == 0 and set(data.train.patient_ids) == set(train)
+
+
+def test_load_folds_data_reads_each_file_once_and_gives_each_folds_tensors(tmp_path, monkeypatch):
+    import spinefx.learn.dataset as dataset
+
+    files, folds = write_cohort(tmp_path, n_benign=4, n_malignant=3, k=3)
+    alone = [load_fold_data(files, folds, f, 0.25, seed=2) for f in (1, 2, 3)]
+    reads = []
+    real = dataset.read_patch_file
+    monkeypatch.setattr(dataset, "read_patch_file", lambda path, **kw: reads.append(path) or real(path, **kw))
+    together = load_folds_data(files, folds, [1, 2, 3], 0.25, seed=2)
+    assert sorted(reads) == sorted(files.values())  # once each
+    assert [d.fingerprint() for d in together] == [d.fingerprint() for d in alone]

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from spinefx.errors import SpinefxError
-from spinefx.learn.train import TrainConfig, load_model, train_fold
+from spinefx.learn.train import FoldOutputs, TrainConfig, load_model, recalibrate_batchnorm, train_fold
 
 try:
     from tests.test_dataset import write_cohort
@@ -43,6 +43,14 @@ def no_torch_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def cohort(tmp_path):
     return write_cohort(tmp_path / "patches", n_benign=3, n_malignant=3, k=3, copies=(1, 2))
+
+
+def outputs_in(d: Path) -> FoldOutputs:
+    """The workflow's file names for one fold, under ``d`` (the rule passes each path itself)."""
+    d = Path(d)
+    return FoldOutputs(
+        d / "model.pt", d / "history.tsv", d / "predictions.tsv", d / "curve.png", d / "state/checkpoint.pt"
+    )
 
 
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -78,7 +86,7 @@ def test_outputs_and_determinism(tmp_path, cohort):
     files, folds = cohort
     cfg = TrainConfig.from_dict(TINY)
     outs = [tmp_path / "run_a", tmp_path / "run_b"]
-    summaries = [train_fold(files, folds, 2, out, cfg) for out in outs]
+    summaries = [train_fold(files, folds, 2, outputs_in(out), cfg) for out in outs]
     a, b = outs
     for out in outs:
         for name in ("model.pt", "history.tsv", "predictions.tsv", "curve.png"):
@@ -109,15 +117,17 @@ _RUN = textwrap.dedent(
     import json, os, sys
     from pathlib import Path
     import pandas as pd
-    from spinefx.learn.train import TrainConfig, train_fold
+    from spinefx.learn.train import FoldOutputs, TrainConfig, train_fold
     files = {k: Path(v) for k, v in json.loads(sys.argv[1]).items()}
     folds = pd.read_csv(sys.argv[2], sep="\\t")
     kill = int(sys.argv[4])
     def hook(epoch, row):
         if epoch == kill:
             os._exit(9)  # as abrupt as SIGKILL: no cleanup, no flushing
-    train_fold(files, folds, 1, Path(sys.argv[3]), TrainConfig.from_dict(json.loads(sys.argv[5])),
-               on_epoch_end=hook)
+    d = Path(sys.argv[3])
+    outs = FoldOutputs(d / "model.pt", d / "history.tsv", d / "predictions.tsv", d / "curve.png",
+                       d / "state" / "checkpoint.pt")
+    train_fold(files, folds, 1, outs, TrainConfig.from_dict(json.loads(sys.argv[5])), on_epoch_end=hook)
     """
 )
 
@@ -165,10 +175,10 @@ def test_changed_config_starts_fresh(tmp_path, cohort, capfd):
 
     cfg = TrainConfig.from_dict(TINY)
     with pytest.raises(_Stop):
-        train_fold(files, folds, 3, tmp_path, cfg, on_epoch_end=stop)
+        train_fold(files, folds, 3, outputs_in(tmp_path), cfg, on_epoch_end=stop)
     assert (tmp_path / "state" / "checkpoint.pt").is_file()
     capfd.readouterr()
-    train_fold(files, folds, 3, tmp_path, TrainConfig.from_dict(dict(TINY, lr=2e-4)))
+    train_fold(files, folds, 3, outputs_in(tmp_path), TrainConfig.from_dict(dict(TINY, lr=2e-4)))
     err = capfd.readouterr().err
     assert "config or inputs changed" in err and "starting fresh" in err and "epoch 1/2" in err
 
@@ -192,10 +202,78 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
     torch.optim.Adam = spy_adam
     try:
         with pytest.raises(SpinefxError, match=r"fold 1, epoch 2: loss is not finite"):
-            train_fold(files, folds, 1, tmp_path, TrainConfig.from_dict(TINY), on_epoch_end=poison)
+            train_fold(
+                files, folds, 1, outputs_in(tmp_path), TrainConfig.from_dict(TINY), on_epoch_end=poison
+            )
     finally:
         torch.optim.Adam = original_adam
     state = torch.load(tmp_path / "state" / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_recalibrate_batchnorm_is_an_equal_weight_average_over_its_batches():
+    """Oracle by hand: after recalibration a BatchNorm's running mean/var are the plain averages of
+    the per-batch means and unbiased variances of its input, over the seeded batches of >= 2."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 3, 1)
+    model = torch.nn.Sequential(conv, torch.nn.BatchNorm2d(3, momentum=0.1))
+    x = torch.randn(23, 2, 5, 5) * 3 + 1
+    used = recalibrate_batchnorm(
+        model, x, batch_size=4, max_samples=21, seed=7, device=torch.device("cpu"), amp=False,
+        channels_last=False,
+    )  # fmt: skip
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(7))[:21]
+    batches = [order[s : s + 4] for s in range(0, 21, 4)][:-1]  # the last holds 1 sample: dropped
+    assert used == 20 and not model.training and model[1].momentum == 0.1
+    with torch.no_grad():
+        feats = [conv(x[idx]).transpose(0, 1).reshape(3, -1) for idx in batches]
+    mean = torch.stack([f.mean(1) for f in feats]).mean(0)
+    var = torch.stack([f.var(1, unbiased=True) for f in feats]).mean(0)
+    torch.testing.assert_close(model[1].running_mean, mean, rtol=0, atol=1e-5)
+    torch.testing.assert_close(model[1].running_var, var, rtol=0, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphed_steps_agree_with_eager_steps():
+    """train.cuda_graphs replays the very step train_step takes: after warm-up, capture and replays
+    (and a partial batch run eagerly) the losses and weights equal eager training's to float32
+    rounding (TF32 off, no autocast, so both run the same kernels' arithmetic)."""
+    from spinefx.learn.model import build_model
+    from spinefx.learn.train import GraphedStep, make_optimizer, train_step
+
+    device = torch.device("cuda")
+    prev = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        kw = {"device": device, "amp": False, "channels_last": True}
+        runs = []
+        for graphs in (False, True):
+            torch.manual_seed(0)
+            model = (
+                build_model("resnet18", load_pretrained=False)
+                .to(device)
+                .to(memory_format=torch.channels_last)
+            )
+            cfg = TrainConfig(arch="resnet18", device="cuda", cuda_graphs=graphs, amp=False)
+            opt = make_optimizer(model, cfg, device)
+            step = GraphedStep(model, opt, 8, **kw) if graphs else None
+            g = torch.Generator(device="cpu").manual_seed(1)
+            model.train()
+            losses = []
+            for i in range(7):
+                n = 8 if i < 6 else 5  # the last batch is partial: eager in both
+                xb = torch.randn(n, 6, 64, 64, generator=g).to(device)
+                yb = (torch.rand(n, generator=g) < 0.5).float().to(device)
+                loss = step(xb, yb) if graphs else train_step(model, opt, xb, yb, **kw)
+                losses.append(float(loss))
+            runs.append((losses, {k: v.detach().cpu() for k, v in model.state_dict().items()}))
+        (eager_losses, eager), (graph_losses, graphed) = runs
+        np_close = torch.testing.assert_close
+        np_close(torch.tensor(graph_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
+        for k in eager:
+            if eager[k].is_floating_point() and "running" not in k:
+                np_close(graphed[k], eager[k], rtol=0, atol=2e-4 * 7)  # Adam: |step| <~ lr per step
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = prev

@@ -266,3 +266,39 @@ def test_killed_run_is_redone_and_ends_as_an_uninterrupted_one(tiny_run: Path, t
     assert plan.get("train_fold") == 1 and plan.get("merge_predictions") == 1, plan
     snakemake(run, *again)
     assert (run / "results/train/fold_1/predictions.tsv").read_bytes() == expected
+
+
+def stacked_config(tmp_path: Path) -> Path:
+    """The tiny config with every fold in one job (train.folds_per_job: all)."""
+    path = tmp_path / "stacked.yaml"
+    path.write_text("train: {folds_per_job: all}\n")
+    return path
+
+
+def test_dry_run_stacked_plans_one_training_job(tmp_path: Path) -> None:
+    proc = snakemake(
+        tmp_path, "-n", "--quiet", "rules", "--configfile", str(TINY), str(stacked_config(tmp_path))
+    )
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    assert jobs["train_folds_stacked"] == 1 and "train_fold" not in jobs
+    assert jobs["merge_predictions"] == 1 and jobs["figures"] == 1
+
+
+def test_stacked_run_writes_the_files_of_one_job_per_fold(tiny_run: Path, tmp_path: Path) -> None:
+    """folds_per_job: all retrains both folds in one job; merge, stats and figures read its files,
+    and on the CPU (per-fold loop) each fold's predictions equal the per-fold jobs' bitwise."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    config = stacked_config(tmp_path)
+    args = ("--cores", "2", "--configfile", str(TINY), str(config))
+    snakemake(run, *args, "--forcerun", "results/train/fold_1/model.pt")
+    for k in (1, 2):
+        name = f"results/train/fold_{k}/predictions.tsv"
+        assert (run / name).read_bytes() == (tiny_run / name).read_bytes(), name
+        assert (run / f"results/train/fold_{k}/curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "stacked job of folds [1, 2]" in (run / "logs/train_folds_stacked.log").read_text()
+    assert (run / "benchmarks/train_folds_stacked.tsv").exists()
+    assert not (run / "results/train/stacked_state").exists()
+    per_patient = pd.read_csv(run / "results/predictions/per_patient.tsv", sep="\t")
+    assert per_patient.equals(pd.read_csv(tiny_run / "results/predictions/per_patient.tsv", sep="\t"))
+    done = snakemake(run, "-n", "--configfile", str(TINY), str(config))
+    assert "Nothing to be done" in done.stdout + done.stderr

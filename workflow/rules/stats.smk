@@ -26,6 +26,7 @@ rule merge_predictions:
         runtime=5,
     params:
         settings=config["merge"],
+        folds=FOLDS,
     script:
         "../scripts/merge_predictions.py"
 
@@ -110,6 +111,7 @@ rule figures:
     params:
         settings=config["stats"],
         model_reader=MODEL_READER,
+        folds=FOLDS,
     script:
         "../scripts/figures.py"
 

@@ -22,14 +22,15 @@ y = stats.binary_labels(per_patient["label"])
 auc = stats.auc_ci(y, per_patient["prob"].to_numpy(), method=s["auc_ci"], seed=s["seed"])
 figures.roc_figure(per_patient, table2, snakemake.output.roc, auc=auc, model_name=model)
 figures.confusion_figure(table2, snakemake.output.confusion)
+fold_numbers = snakemake.params.folds  # in the order of fold_outputs(), as the inputs are
 histories = {
-    int(Path(p).parent.name.split("_")[1]): pd.read_csv(p, sep="\t") for p in snakemake.input.histories
+    fold: pd.read_csv(p, sep="\t") for fold, p in zip(fold_numbers, snakemake.input.histories, strict=True)
 }
 figures.training_curves_figure(histories, snakemake.output.curves)
 
 # Saliency: the final model of each patient's held-out fold, on a few patients of each class.
 folds = pd.read_csv(snakemake.input.folds, sep="\t", dtype={"patient_id": str})
-models = {int(Path(p).parent.name.split("_")[1]): Path(p) for p in snakemake.input.models}
+models = {fold: Path(p) for fold, p in zip(fold_numbers, snakemake.input.models, strict=True)}
 patch_files = {Path(p).stem: Path(p) for p in snakemake.input.patches}
 saliency_figure(models, folds, patch_files, snakemake.output.saliency, per_class=2)
 log.info("figures written")

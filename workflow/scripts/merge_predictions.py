@@ -9,8 +9,8 @@ from spinefx.evaluate.tables import write_table
 log = runlog.start(snakemake.log[0], "merge_predictions")
 folds = pd.read_csv(snakemake.input.folds, sep="\t", dtype={"patient_id": str})
 predictions = {
-    int(path.split("fold_")[1].split("/")[0]): pd.read_csv(path, sep="\t", dtype={"patient_id": str})
-    for path in snakemake.input.predictions
+    fold: pd.read_csv(path, sep="\t", dtype={"patient_id": str})
+    for fold, path in zip(snakemake.params.folds, snakemake.input.predictions, strict=True)
 }
 s = snakemake.params.settings
 per_slice, per_patient = merge_predictions(predictions, folds, method=s["method"], threshold=s["threshold"])
