@@ -46,7 +46,8 @@ if DEMO:
             "lower folds.k."
         )
 elif STATS_ONLY:
-    PATIENT_SHEET = []  # no patient sheet: the image rules stay defined but are never planned
+    # No patient sheet: the image rules stay defined but are never planned.
+    PATIENT_SHEET = []
     READERS_SHEET = config["readers"]
     FEATURES_SHEET = config["features"]
     PATIENTS = []
