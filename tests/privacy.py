@@ -37,10 +37,6 @@ def phi_needles(phi: dict[str, str]) -> set[bytes]:
     return {n.encode() for n in needles}
 
 
-def _pattern(needle: bytes) -> re.Pattern[bytes]:
-    return re.compile(rb"(?<![A-Za-z0-9])" + re.escape(needle) + rb"(?![A-Za-z0-9])", re.IGNORECASE)
-
-
 def _gunzip(data: bytes) -> bytes:
     """The decompressed stream, or nothing when it is not valid gzip."""
     try:
@@ -87,8 +83,6 @@ def scan(roots: Iterable[Path], needles: set[bytes], exclude: Iterable[Path] = (
     if not needles:
         return []
     by_lower = {n.lower(): n for n in needles}
-    alternation = b"|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True))
-    pattern = re.compile(rb"(?<![A-Za-z0-9])(?:" + alternation + rb")(?![A-Za-z0-9])", re.IGNORECASE)
     hits = []
     for root in roots:
         if not root.exists():
@@ -98,6 +92,19 @@ def scan(roots: Iterable[Path], needles: set[bytes], exclude: Iterable[Path] = (
                 continue
             found: set[bytes] = set()
             for view in _views(path, path.read_bytes()):
-                found |= {by_lower.get(m.group(0).lower(), m.group(0)) for m in pattern.finditer(view)}
+                found |= _whole_words(view.lower(), by_lower)
             hits += [f"{path}: {n.decode(errors='replace')}" for n in sorted(found)]
     return hits
+
+
+def _whole_words(lowered: bytes, by_lower: dict[bytes, bytes]) -> set[bytes]:
+    """The needles (original case) that occur in ``lowered`` as whole words, case-insensitively.
+
+    A substring test (C speed) picks the few needles present at all; only those go through the
+    word-boundary regex, so a model file of hundreds of MB is not run through a regex engine."""
+    present = [n for n in by_lower if n in lowered]
+    if not present:
+        return set()
+    alternation = b"|".join(re.escape(n) for n in sorted(present, key=len, reverse=True))
+    pattern = re.compile(rb"(?<![a-z0-9])(?:" + alternation + rb")(?![a-z0-9])")
+    return {by_lower[m.group(0)] for m in pattern.finditer(lowered)}

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -464,8 +465,37 @@ def _fmt(v: float) -> str:
     return f"{float(v):.4f}"
 
 
+@dataclass(frozen=True)
+class DemoCohortFiles:
+    """Where a demo cohort goes: the patient sheet, the three companion sheets and the DICOM tree.
+    The sheet's ``t1_dicom``/``t2_dicom`` are written relative to the sheet's folder, as sheets are read."""
+
+    sheet: Path
+    features: Path
+    readers: Path
+    truth: Path
+    dicom: Path
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The field names, which are also the rules' output names."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def under(cls, folder: str | Path) -> DemoCohortFiles:
+        """The standard names in one folder: patients/features/readers/truth.tsv and dicom/."""
+        folder = Path(folder)
+        return cls(
+            sheet=folder / "patients.tsv",
+            features=folder / "features.tsv",
+            readers=folder / "readers.tsv",
+            truth=folder / "truth.tsv",
+            dicom=folder / "dicom",
+        )
+
+
 def write_demo_cohort(
-    out_dir: Path,
+    out: str | Path | DemoCohortFiles,
     *,
     n_patients: int,
     seed: int,
@@ -476,18 +506,19 @@ def write_demo_cohort(
     noise: float = DEFAULT_NOISE,
     id_prefix: str = "demo_",
 ) -> None:
-    """Write dicom/{pid}/{t1,t2}/*.dcm and patients/features/readers/truth.tsv under ``out_dir``.
+    """Write {dicom}/{pid}/{t1,t2}/*.dcm and the four sheets to ``out``: explicit
+    :class:`DemoCohortFiles` (what a rule declares) or a folder for the standard names.
     Patient ids are ``id_prefix`` + a number (``new_`` for the held-aside patients of the demo).
 
-    Atomic: the DICOM tree is built in a temporary folder beside ``dicom/`` and moved into place,
+    Atomic: the DICOM tree is built in a temporary folder beside ``dicom`` and moved into place,
     then each sheet is written under a temporary name and renamed. One stderr line per patient.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files = out if isinstance(out, DemoCohortFiles) else DemoCohortFiles.under(out)
+    sheet_dir = files.sheet.parent
     labels = assign_labels(n_patients, seed, malignant_fraction, id_prefix)
     patients, feats, truth = [], [], []
     t_start = time.perf_counter()
-    with atomic_dir(out_dir / "dicom") as dicom_tmp:
+    with atomic_dir(files.dicom) as dicom_tmp:
         for i, (pid, label) in enumerate(labels.items(), start=1):
             t0 = time.perf_counter()
             p = plan_patient(
@@ -517,8 +548,8 @@ def write_demo_cohort(
                 {
                     "patient_id": pid,
                     "label": label,
-                    "t1_dicom": f"dicom/{pid}/t1",
-                    "t2_dicom": f"dicom/{pid}/t2",
+                    "t1_dicom": _relative(files.dicom / pid / "t1", sheet_dir),
+                    "t2_dicom": _relative(files.dicom / pid / "t2", sheet_dir),
                     "lesion_instance": k + 1,
                     "box_x0": x0,
                     "box_y0": y0,
@@ -549,19 +580,24 @@ def write_demo_cohort(
                 flush=True,
             )
     readers = draw_reader_calls(labels, {r["patient_id"]: r for r in feats}, seed)
-    for name, df in (
-        ("patients.tsv", pd.DataFrame(patients)),
-        ("features.tsv", pd.DataFrame(feats)),
-        ("readers.tsv", readers),
-        ("truth.tsv", pd.DataFrame(truth)),
+    for path, df in (
+        (files.sheet, pd.DataFrame(patients)),
+        (files.features, pd.DataFrame(feats)),
+        (files.readers, readers),
+        (files.truth, pd.DataFrame(truth)),
     ):
-        with atomic_path(out_dir / name) as tmp:
+        with atomic_path(path) as tmp:
             df.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
     print(
-        f"demo cohort: {n_patients} patients in {time.perf_counter() - t_start:.1f} s -> {out_dir}",
+        f"demo cohort: {n_patients} patients in {time.perf_counter() - t_start:.1f} s -> {sheet_dir}",
         file=sys.stderr,
         flush=True,
     )
+
+
+def _relative(path: Path, start: Path) -> str:
+    """``path`` as the sheet names it: relative to the sheet's folder, with forward slashes."""
+    return Path(os.path.relpath(path, start)).as_posix()
 
 
 # ---------------------------------------------------------------------------------------------

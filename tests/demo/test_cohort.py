@@ -83,6 +83,28 @@ def test_same_arguments_same_bytes(cohort, tmp_path):
     assert (other / "truth.tsv").read_bytes()[:2000] != (cohort / "truth.tsv").read_bytes()[:2000]
 
 
+def test_explicit_files_are_written_where_named_and_the_sheet_points_at_the_dicom(cohort, tmp_path):
+    """A rule's declared outputs are the files written; the sheet's paths resolve from its folder."""
+    files = demo.DemoCohortFiles(
+        sheet=tmp_path / "sheets" / "cohort.tsv",
+        features=tmp_path / "sheets" / "feats.tsv",
+        readers=tmp_path / "readers.tsv",
+        truth=tmp_path / "truth" / "truth.tsv",
+        dicom=tmp_path / "images",
+    )
+    demo.write_demo_cohort(files, n_patients=N, seed=SEED, geometry="default")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "readers.tsv", "sheets", "truth"]
+    sheet = _sheet(files.sheet)
+    assert sheet.loc[0, "t1_dicom"] == "../images/demo_001/t1"
+    assert (files.sheet.parent / sheet.loc[0, "t2_dicom"] / "IM0001.dcm").read_bytes() == (
+        cohort / "dicom/demo_001/t2/IM0001.dcm"
+    ).read_bytes()
+    assert files.truth.read_bytes() == (cohort / "truth.tsv").read_bytes()
+    assert sheet.drop(columns=["t1_dicom", "t2_dicom"]).equals(
+        _sheet(cohort / "patients.tsv").drop(columns=["t1_dicom", "t2_dicom"])
+    )
+
+
 def test_feature_rates_match_the_paper_and_stay_coherent():
     rng = np.random.default_rng(0)
     n = 4000

@@ -28,6 +28,8 @@ rule demo_held_aside:
     output:
         predict="results/demo/new/predict.tsv",
         sheet="results/demo/new/patients.tsv",
+        features="results/demo/new/features.tsv",
+        readers="results/demo/new/readers.tsv",
         truth="results/demo/new/truth.tsv",
         dicom=directory("results/demo/new/dicom"),
     log:

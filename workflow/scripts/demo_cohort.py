@@ -3,13 +3,14 @@
 from pathlib import Path
 
 from spinefx import runlog
-from spinefx.demo.cohort import write_demo_cohort
+from spinefx.demo.cohort import DemoCohortFiles, write_demo_cohort
 
 log = runlog.start(snakemake.log[0], "demo_cohort")
 demo = snakemake.params.demo
+files = DemoCohortFiles(**{name: Path(getattr(snakemake.output, name)) for name in DemoCohortFiles.names()})
 log.info("writing %d demo patients (seed %d)", demo["n_patients"], demo["seed"])
 write_demo_cohort(
-    Path(snakemake.output.sheet).parent,
+    files,
     n_patients=demo["n_patients"],
     seed=demo["seed"],
     malignant_fraction=demo["malignant_fraction"],

@@ -6,13 +6,13 @@ import pandas as pd
 
 from spinefx import runlog
 from spinefx.atomic import atomic_path
-from spinefx.demo.cohort import write_demo_cohort
+from spinefx.demo.cohort import DemoCohortFiles, write_demo_cohort
 
 log = runlog.start(snakemake.log[0], "demo_held_aside")
 demo = snakemake.params.demo
-out_dir = Path(snakemake.output.sheet).parent
+files = DemoCohortFiles(**{name: Path(getattr(snakemake.output, name)) for name in DemoCohortFiles.names()})
 write_demo_cohort(
-    out_dir,
+    files,
     n_patients=demo["n_held_aside"],
     seed=demo["seed"] + 1,
     malignant_fraction=demo["malignant_fraction"],
