@@ -33,6 +33,7 @@ CFG = {
     "bn_recalibrate": True,
     "bn_recalibrate_samples": 8,
     "eval_batch_size": 5,
+    "require_pretrained": False,
 }
 
 

@@ -32,6 +32,8 @@ TINY = {
     "device": "cpu",
     "patience": 10,
     "bn_recalibrate": True,
+    "require_pretrained": False,
+    "checkpoint_minutes": 0,  # after every epoch: the kill tests below rely on it
 }
 
 
