@@ -44,7 +44,7 @@ class DropoutLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout (inverted: kept inputs scaled by 1/(1-p)) while training, then the linear map."""
-        if self.p and self.training:
+        if self.p > 0.0 and self.training:
             x = F.dropout(x, self.p, training=True)
         return super().forward(x)
 

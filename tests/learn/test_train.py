@@ -85,6 +85,13 @@ def test_config_from_dict_rejects_unknown_keys_and_reads_the_default_config():
         block = yaml.safe_load(cfg_file.read_text())["train"]
         cfg = TrainConfig.from_dict(block)
         assert cfg.betas == (0.5, 0.999) and cfg.batch_size == 32
+    # every key of paper.yaml's train block (each speed setting included) reaches TrainConfig as written
+    paper_block = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["train"]
+    from_paper = TrainConfig.from_dict(paper_block).to_dict()
+    assert {k: from_paper[k] for k in paper_block} == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in paper_block.items()
+    }
+    assert from_paper["device"] == "cuda" and from_paper["require_pretrained"] is True
     paper = TrainConfig()
     assert (paper.arch, paper.lr, paper.betas, paper.batch_size, paper.epochs) == (
         "resnet50",
