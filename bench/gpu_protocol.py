@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--cuda-graphs", action="store_true", help="train.cuda_graphs for the per-fold jobs")
     ap.add_argument("--modes", default="per_fold,stacked")
     ap.add_argument(
-        "--checkpoint-every", type=int, default=None, help="train.checkpoint_every (default: schema)"
+        "--checkpoint-minutes", type=float, default=None, help="train.checkpoint_minutes (default: schema)"
     )
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
@@ -98,10 +98,10 @@ def main() -> None:
     print(f"{where}; torch {torch.__version__}")
     cfg = TrainConfig(
         arch=size["arch"], epochs=args.epochs, patience=size["epochs"], device="cuda" if cuda else "cpu",
-        cuda_graphs=args.cuda_graphs and cuda, threads=None if cuda else 2,
+        cuda_graphs=args.cuda_graphs and cuda, threads=None if cuda else 2, require_pretrained=False,
     )  # fmt: skip
-    if args.checkpoint_every:
-        cfg.checkpoint_every = args.checkpoint_every
+    if args.checkpoint_minutes is not None:
+        cfg.checkpoint_minutes = args.checkpoint_minutes
     k = size["folds"]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -66,6 +66,19 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def paper_differences() -> dict[str, str]:
+    """``{"train.val_fraction": why, ...}``: every key whose ``paper_differs:`` says how the protocol
+    deliberately departs from the paper (or fills in what the paper leaves open), in schema order."""
+    out: dict[str, str] = {}
+    for key, prop in _schema()["properties"].items():
+        if "paper_differs" in prop:
+            out[key] = " ".join(str(prop["paper_differs"]).split())
+        for sub, sp in prop.get("properties", {}).items():
+            if "paper_differs" in sp:
+                out[f"{key}.{sub}"] = " ".join(str(sp["paper_differs"]).split())
+    return out
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "`null`"
@@ -131,4 +144,20 @@ def render_config_readme(demo: Mapping[str, Any], paper: Mapping[str, Any]) -> s
             *(row(f"{key}.{sub}", sp) for sub, sp in prop["properties"].items()),
             "",
         ]
+    lines += [
+        "## Where the protocol differs from the paper",
+        "",
+        "Every deliberate difference between `config/paper.yaml` (the schema defaults) and the paper as",
+        "published, and every value the paper leaves open that spinefx had to choose; from the",
+        "`paper_differs:` field of each key in the schema (tests/test_settings.py keeps this list in step",
+        "with what the paper states).",
+        "",
+        "| key | paper.yaml | how and why it differs |",
+        "| --- | --- | --- |",
+        *(
+            f"| `{name}` | {_show(paper_flat.get(name, default_flat.get(name)))} | {why} |"
+            for name, why in paper_differences().items()
+        ),
+        "",
+    ]
     return "\n".join(lines).rstrip() + "\n"

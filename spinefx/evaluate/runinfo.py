@@ -8,6 +8,8 @@ from importlib import metadata
 import pandas as pd
 
 import spinefx
+from spinefx.errors import SpinefxError
+from spinefx.learn.weights import pretrained_source
 
 PACKAGES = (
     "snakemake",
@@ -27,6 +29,21 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def weights_rows(train: dict) -> list[tuple[str, str, str]]:
+    """Which ImageNet weights the protocol starts from (path and SHA-256), as this node finds them
+    with the same lookup the training job uses (each model.pt records what its job loaded)."""
+    try:
+        source = pretrained_source(train["arch"], train.get("pretrained_weights"))
+    except SpinefxError:
+        return [("protocol", "ImageNet weights", f"not found: {train.get('pretrained_weights')}")]
+    if source is None:
+        return [("protocol", "ImageNet weights", "none found: random initialisation")]
+    return [
+        ("protocol", "ImageNet weights", source["path"]),
+        ("protocol", "ImageNet weights SHA-256", source["sha256"]),
+    ]
 
 
 def run_info(config: dict, folds: pd.DataFrame) -> pd.DataFrame:
@@ -50,6 +67,8 @@ def run_info(config: dict, folds: pd.DataFrame) -> pd.DataFrame:
             f"{config['merge']['method']}, threshold {config['merge']['threshold']}",
         ),
         ("protocol", "registration", config["registration"]["transform"]),
+        *weights_rows(config["train"]),
+        ("protocol", "dropout before the final layer", str(config["train"].get("dropout", 0.0))),
         ("software", "spinefx", spinefx.__version__),
         ("software", "python", platform.python_version()),
     ]

@@ -44,6 +44,7 @@ from torch.func import functional_call, vmap
 from spinefx.errors import SpinefxError
 from spinefx.learn.dataset import FoldData, batch_indices, load_folds_data
 from spinefx.learn.train import (
+    CheckpointPolicy,
     FoldOutputs,
     TrainConfig,
     _autocast,
@@ -55,11 +56,13 @@ from spinefx.learn.train import (
     _save_torch,
     _set_rng_state,
     check_finite,
+    check_pretrained,
     finish_fold,
     init_model,
     log_fold_data,
     remove_state,
     resolve_device,
+    stop_signals,
     torch_settings,
     update_best,
 )
@@ -184,7 +187,8 @@ class StackedFolds:
             idx = torch.tensor(group, device=self.device)
             params = {n: v.index_select(0, idx) for n, v in self.stacked.items()}
             bufs = {n: b.index_select(0, idx) for n, b in self.buffers.items()}
-        logits = vmap(self._call)(params, bufs, x)
+        # dropout (train.dropout > 0) draws its own mask per fold; with 0 nothing random runs
+        logits = vmap(self._call, randomness="different")(params, bufs, x)
         if bufs is not self.buffers:  # BatchNorm updated the copies: write them back
             for n, b in bufs.items():
                 self.buffers[n].index_copy_(0, idx, b)
@@ -288,23 +292,31 @@ def train_folds_stacked(
     *,
     forward: str | None = None,
     on_epoch_end: Callable[[int, dict[int, dict[str, float]]], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[dict[str, Any]]:
     """Train the folds ``fold_ids`` together and write each fold's ``outputs`` (the same files and
     contents as :func:`spinefx.learn.train.train_fold`). ``state`` is the job's resumable
-    checkpoint (one for all folds). ``forward`` overrides ``cfg.stacked_forward``.
-    ``on_epoch_end(epoch, {fold: history_row})`` runs after each epoch. Returns one summary per
-    fold."""
+    checkpoint (one for all folds), written as ``train_fold``'s is (:class:`CheckpointPolicy`, on
+    ``clock``; SIGTERM/SIGUSR1: written at the end of the epoch, then
+    :class:`~spinefx.learn.train.TrainingInterrupted`). ``forward`` overrides
+    ``cfg.stacked_forward``. ``on_epoch_end(epoch, {fold: history_row})`` runs after each epoch.
+    Returns one summary per fold."""
     device = resolve_device(cfg.device)
+    pretrained = check_pretrained(cfg)
     missing = sorted(set(fold_ids) - set(outputs))
     if missing or len(set(fold_ids)) != len(fold_ids):
         raise SpinefxError(f"stacked training needs distinct folds, each with outputs (missing {missing}).")
-    with torch_settings(cfg, device):
+    policy = CheckpointPolicy(cfg.checkpoint_minutes, clock)
+    with torch_settings(cfg, device), stop_signals(policy):
         return _train(
-            patch_files, folds, list(fold_ids), outputs, Path(state), cfg, device, forward, on_epoch_end
-        )
+            patch_files, folds, list(fold_ids), outputs, Path(state), cfg, device, forward, on_epoch_end,
+            policy, pretrained,
+        )  # fmt: skip
 
 
-def _train(patch_files, folds, fold_ids, outputs, state_path, cfg, device, forward, on_epoch_end):
+def _train(
+    patch_files, folds, fold_ids, outputs, state_path, cfg, device, forward, on_epoch_end, policy, pretrained
+):
     t_start = time.perf_counter()
     k = len(fold_ids)
     datas = load_folds_data(patch_files, folds, fold_ids, cfg.val_fraction, cfg.seed)
@@ -333,6 +345,15 @@ def _train(patch_files, folds, fold_ids, outputs, state_path, cfg, device, forwa
                 f"stacked job of folds {fold_ids}: resuming after epoch {epoch} from {state_path}",
             )
     _log(fold_ids[0], f"stacked job of folds {fold_ids}: forward {stack.forward}")
+    if cfg.cuda_graphs and device.type == "cuda":
+        _log(fold_ids[0], "train.cuda_graphs applies to one job per fold; the stacked job runs eagerly")
+
+    def save_state() -> None:
+        payload = {"hash": job_hash, "epoch": epoch, "stack": stack.state(), "histories": histories}
+        _save_torch(payload | {"bests": bests, "rng": _rng_state()}, state_path)
+        policy.written()
+        _log(fold_ids[0], f"stacked job: checkpoint after epoch {epoch} written to {state_path}")
+
     train = [(d.train.x.to(device), d.train.y.to(device)) for d in datas]
     images, seconds_training = 0, 0.0
     while epoch < cfg.epochs:
@@ -389,18 +410,24 @@ def _train(patch_files, folds, fold_ids, outputs, state_path, cfg, device, forwa
                 f"epoch {epoch}/{cfg.epochs} train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
                 f"(stacked, {len(running)} folds running)" + (" *best" if improved else ""),
             )
-        if epoch % cfg.checkpoint_every == 0:
-            payload = {"hash": job_hash, "epoch": epoch, "stack": stack.state(), "histories": histories}
-            _save_torch(payload | {"bests": bests, "rng": _rng_state()}, state_path)
+        saved = policy.due()
+        if saved:
+            save_state()
         if on_epoch_end is not None:
             on_epoch_end(epoch, rows)
+        if policy.stop_signal is not None:  # it may have come during on_epoch_end
+            if not saved:
+                save_state()
+            raise policy.interrupted(f"stacked job of folds {fold_ids}", epoch, state_path)
     del train
     summaries = []
     for i, fold in enumerate(fold_ids):
         model = models[i].to(device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
-        summary = finish_fold(model, bests[i], histories[i], datas[i], fold, cfg, device, outputs[fold])
+        summary = finish_fold(
+            model, bests[i], histories[i], datas[i], fold, cfg, device, outputs[fold], pretrained=pretrained
+        )
         summary["train_images_per_s"] = images / seconds_training if seconds_training else float("nan")
         summaries.append(summary)
         models[i] = model.to("cpu")

@@ -2,10 +2,12 @@
 (lr 1e-4, betas 0.5/0.999, L2 via weight decay), batch 32, early stopping on an inner validation
 split, best checkpoint kept.
 
-A fold is the job users send to a GPU node, so it is built to be interrupted: every epoch ends with
-a checkpoint (model, optimiser, RNG states, early-stopping state) at the caller's state path, and a
-rerun continues from it to the very same result (bitwise on CPU). The per-epoch shuffle comes from
-a generator seeded by (seed, fold, epoch), so resuming needs no generator state at all.
+A fold is the job users send to a GPU node, so it is built to be interrupted: at the end of an epoch
+a resumable checkpoint (model, optimiser, RNG states, early-stopping state with the best weights) is
+written to the caller's state path when ``checkpoint_minutes`` have passed since the last one, and at
+once when SLURM (or anyone) sends SIGTERM or SIGUSR1, after which the job exits with an error that
+says so. A rerun continues from it to the very same result (bitwise on CPU). The per-epoch shuffle
+comes from a generator seeded by (seed, fold, epoch), so resuming needs no generator state at all.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,7 +39,7 @@ from torch.optim.swa_utils import update_bn
 from spinefx.atomic import atomic_path
 from spinefx.errors import SpinefxError
 from spinefx.learn.dataset import FoldData, iterate_batches, load_fold_data
-from spinefx.learn.model import ARCHS, build_model
+from spinefx.learn.model import ARCHS, build_model, pretrained_source
 from spinefx.settings import section_defaults
 
 STATE_VERSION = 1
@@ -46,7 +50,8 @@ _NOT_HASHED = {
     "device",
     "keep_state",
     "cuda_graphs",
-    "checkpoint_every",
+    "checkpoint_minutes",
+    "require_pretrained",
     "folds_per_job",
     "stacked_forward",
 }
@@ -80,7 +85,9 @@ class TrainConfig:
     eval_batch_size: int = _DEFAULTS["eval_batch_size"]
     keep_state: bool = _DEFAULTS["keep_state"]
     cuda_graphs: bool = _DEFAULTS["cuda_graphs"]
-    checkpoint_every: int = _DEFAULTS["checkpoint_every"]
+    checkpoint_minutes: float = _DEFAULTS["checkpoint_minutes"]  # 0: after every epoch
+    require_pretrained: bool = _DEFAULTS["require_pretrained"]
+    dropout: float = _DEFAULTS["dropout"]  # before the final linear layer; 0: none
     folds_per_job: int | str = _DEFAULTS["folds_per_job"]  # 1 or "all" (spinefx.learn.stacked)
     stacked_forward: str = _DEFAULTS["stacked_forward"]
 
@@ -93,8 +100,12 @@ class TrainConfig:
             problems.append(f"arch must be one of {ARCHS}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append("device must be auto, cpu or cuda")
-        if self.epochs < 1 or self.patience < 1 or self.checkpoint_every < 1:
-            problems.append("epochs, patience and checkpoint_every must be >= 1")
+        if self.epochs < 1 or self.patience < 1:
+            problems.append("epochs and patience must be >= 1")
+        if self.checkpoint_minutes < 0:
+            problems.append("checkpoint_minutes must be >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append("dropout must be in [0, 1)")
         if self.batch_size < 2 or self.eval_batch_size < 1:
             problems.append("batch_size must be >= 2")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -136,12 +147,44 @@ def _log(fold: int, message: str) -> None:
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a user error."""
+    """'auto' -> cuda when available, else cpu. 'cuda' (the paper's protocol) on a node without a
+    usable GPU stops the job at its start, saying what to check, rather than training for days on
+    the CPU."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise SpinefxError("train.device is cuda but no CUDA device is available.", fix="set device: auto")
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        shown = "unset" if visible is None else repr(visible)
+        build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise SpinefxError(
+            f"train.device is cuda but this node has no usable CUDA GPU: torch.cuda.is_available() is "
+            f"false (torch {torch.__version__}, {build}; CUDA_VISIBLE_DEVICES={shown}).",
+            fix="run the training job on a GPU node (profiles/slurm asks for one with --gpus=1); there, "
+            "`nvidia-smi` must list the GPU (NVIDIA driver loaded) and CUDA_VISIBLE_DEVICES must not be "
+            "empty or name a missing GPU; in an apptainer/singularity container pass `--nv` (Snakemake: "
+            "--apptainer-args '--nv'); torch must be a CUDA build. Or set train.device: auto (or cpu) to "
+            "train on the CPU",
+        )
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)
+
+
+def check_pretrained(cfg: TrainConfig) -> dict[str, str] | None:
+    """The ImageNet weights a job starts from (``{"path", "sha256"}``), or None for random weights.
+    With ``require_pretrained`` (the paper initialised from ImageNet) finding none stops the job at
+    its start."""
+    source = pretrained_source(cfg.arch, cfg.pretrained_weights)
+    if source is None and cfg.require_pretrained:
+        from spinefx.learn.model import TORCHVISION_WEIGHT_FILES, torch_hub_checkpoints
+
+        names = " or ".join(TORCHVISION_WEIGHT_FILES[cfg.arch])
+        raise SpinefxError(
+            f"train.require_pretrained is true but no ImageNet weights for {cfg.arch} were found: "
+            f"train.pretrained_weights is not set and {torch_hub_checkpoints()} holds no {names}.",
+            fix="set train.pretrained_weights to a torchvision ImageNet state-dict file of "
+            f"{cfg.arch} (nothing is downloaded), or copy it into that cache folder (TORCH_HOME); or set "
+            "train.require_pretrained: false to train from random weights",
+        )
+    return source
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -392,7 +435,8 @@ def _write_curve(history: list[dict[str, float]], fold: int, final: Path) -> Non
 def load_model(model_path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """A trained ``model.pt`` as an eval-mode module, plus its metadata (arch, config, fold...)."""
     ckpt = torch.load(Path(model_path), map_location="cpu", weights_only=False)
-    model = build_model(ckpt["arch"], in_channels=ckpt["in_channels"], load_pretrained=False)
+    dropout = ckpt.get("config", {}).get("dropout", 0.0)
+    model = build_model(ckpt["arch"], in_channels=ckpt["in_channels"], load_pretrained=False, dropout=dropout)
     model.load_state_dict(ckpt["state_dict"])
     model.to(device).eval()
     return model, {k: v for k, v in ckpt.items() if k != "state_dict"}
@@ -450,7 +494,7 @@ def init_model(cfg: TrainConfig, fold: int, in_channels: int) -> nn.Module:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
     random.seed(seed)
-    return build_model(cfg.arch, cfg.pretrained_weights, in_channels=in_channels)
+    return build_model(cfg.arch, cfg.pretrained_weights, in_channels=in_channels, dropout=cfg.dropout)
 
 
 def log_fold_data(fold: int, data: FoldData, device: torch.device) -> None:
@@ -495,6 +539,68 @@ def update_best(
     return improved
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class TrainingInterrupted(SpinefxError):
+    """A stop signal arrived: the checkpoint is on disk and the job exits non-zero, so that a rerun
+    (Snakemake's ``--retries``, or the same command again) resumes it."""
+
+
+class CheckpointPolicy:
+    """When a training job writes its resumable checkpoint (~380 MB for a ResNet50 fold, k times that
+    for a stacked job): at the end of an epoch once ``minutes`` have passed since the last one (0:
+    after every epoch), and at the end of the epoch in which a stop signal arrived. ``clock`` (seconds,
+    monotonic) is injectable so tests need not sleep."""
+
+    def __init__(self, minutes: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = 60.0 * float(minutes)
+        self.clock = clock
+        self.last = clock()
+        self.stop_signal: int | None = None
+
+    def request_stop(self, signum: int, frame: Any = None) -> None:
+        """The signal handler: only sets a flag; the loop acts on it at the next safe point."""
+        self.stop_signal = signum
+
+    def due(self) -> bool:
+        """Whether the epoch that just ended must be checkpointed."""
+        return self.stop_signal is not None or self.clock() - self.last >= self.seconds
+
+    def written(self) -> None:
+        """Restart the interval after a checkpoint was written."""
+        self.last = self.clock()
+
+    def interrupted(self, what: str, epoch: int, state: Path) -> TrainingInterrupted | None:
+        """The error to raise when a stop signal arrived (None otherwise), once the checkpoint of
+        ``epoch`` is at ``state``."""
+        if self.stop_signal is None:
+            return None
+        name = signal.Signals(self.stop_signal).name
+        return TrainingInterrupted(
+            f"{what}: stopped by {name} after epoch {epoch}; the resumable checkpoint is written.",
+            path=state,
+            fix="rerun the job (the same snakemake command, or let --retries resubmit it): training "
+            f"resumes after epoch {epoch} and ends with the same model as an uninterrupted run",
+        )
+
+
+@contextlib.contextmanager
+def stop_signals(policy: CheckpointPolicy):
+    """SIGTERM and SIGUSR1 (SLURM's warning before a time limit, ``--signal``) set the policy's flag
+    while training runs; the previous handlers come back afterwards. Signal handlers can only be set
+    from the main thread: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, policy.request_stop) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def train_fold(
     patch_files: Mapping[str, Path],
     folds: pd.DataFrame,
@@ -503,18 +609,25 @@ def train_fold(
     cfg: TrainConfig,
     *,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """Train on the patients of ``folds`` outside ``fold`` and predict the held-out fold's original
     patches. Writes ``outputs`` (model, history, predictions, curve; each atomically); resumes from
-    ``outputs.state`` when its config+input hash matches. ``on_epoch_end(epoch, history_row)`` runs
-    after each epoch, once its checkpoint (when one is due, see ``checkpoint_every``) is on disk.
-    Returns a summary (best epoch, losses, sample counts, images/s)."""
+    ``outputs.state`` when its config+input hash matches. The checkpoint is written as
+    :class:`CheckpointPolicy` says (``clock`` is its clock); after SIGTERM/SIGUSR1 the job writes it
+    at the end of the current epoch and raises :class:`TrainingInterrupted`.
+    ``on_epoch_end(epoch, history_row)`` runs after each epoch, once its checkpoint (when one was
+    due) is on disk. Returns a summary (best epoch, losses, sample counts, images/s)."""
     device = resolve_device(cfg.device)
-    with torch_settings(cfg, device):
-        return _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end)
+    pretrained = check_pretrained(cfg)
+    policy = CheckpointPolicy(cfg.checkpoint_minutes, clock)
+    with torch_settings(cfg, device), stop_signals(policy):
+        return _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end, policy, pretrained)
 
 
-def _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end) -> dict[str, Any]:
+def _train_fold(
+    patch_files, folds, fold, outputs, cfg, device, on_epoch_end, policy, pretrained
+) -> dict[str, Any]:
     t_start = time.perf_counter()
     state_path = outputs.state
     data = load_fold_data(patch_files, folds, fold, cfg.val_fraction, cfg.seed)
@@ -541,6 +654,13 @@ def _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end) ->
             _set_rng_state(ckpt["rng"])
             _log(fold, f"resuming after epoch {epoch} from {state_path}")
 
+    def save_state() -> None:
+        payload = {"hash": run_hash, "epoch": epoch, "model": model.state_dict()}
+        payload |= {"optimizer": optimizer.state_dict(), "history": history, "best": best}
+        _save_torch(payload | {"rng": _rng_state()}, state_path)
+        policy.written()
+        _log(fold, f"checkpoint after epoch {epoch} written to {state_path}")
+
     train, val = data.train.to(device), data.val.to(device)
     step = None
     if cfg.cuda_graphs and device.type == "cuda":
@@ -557,6 +677,7 @@ def _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end) ->
         seconds = time.perf_counter() - t0
         steps_images += seen
         steps_seconds += t_train
+        # the best weights are copied (in memory) only when they improve; the checkpoint carries them
         improved = update_best(best, val_loss, len(val), epoch, cfg.min_delta, lambda: _cpu_state(model))
         row = {
             "epoch": epoch,
@@ -566,19 +687,9 @@ def _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end) ->
             "seconds": seconds,
         }
         history.append(row)
-        if epoch % cfg.checkpoint_every == 0:
-            _save_torch(
-                {
-                    "hash": run_hash,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "history": history,
-                    "best": best,
-                    "rng": _rng_state(),
-                },
-                state_path,
-            )
+        saved = policy.due()
+        if saved:
+            save_state()
         _log(
             fold,
             f"epoch {epoch}/{cfg.epochs} train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
@@ -586,8 +697,12 @@ def _train_fold(patch_files, folds, fold, outputs, cfg, device, on_epoch_end) ->
         )
         if on_epoch_end is not None:
             on_epoch_end(epoch, dict(row))
+        if policy.stop_signal is not None:  # it may have come during on_epoch_end
+            if not saved:
+                save_state()
+            raise policy.interrupted(f"fold {fold}", epoch, state_path)
     del train, val
-    summary = finish_fold(model, best, history, data, fold, cfg, device, outputs)
+    summary = finish_fold(model, best, history, data, fold, cfg, device, outputs, pretrained=pretrained)
     if not cfg.keep_state:
         remove_state(outputs.state)
     summary["train_images_per_s"] = steps_images / steps_seconds if steps_seconds else float("nan")
@@ -615,10 +730,14 @@ def finish_fold(
     cfg: TrainConfig,
     device: torch.device,
     outputs: FoldOutputs,
+    *,
+    pretrained: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """After the last epoch: the best weights back into ``model`` (on ``device``), BatchNorm
     re-estimated when asked, the held-out predictions, and every output file written; the same
-    code whether the fold was trained alone or stacked. Returns the summary's counts."""
+    code whether the fold was trained alone or stacked. ``pretrained`` (path and SHA-256 of the
+    ImageNet weights the fold started from, or None) goes into model.pt. Returns the summary's
+    counts."""
     if best["bad_epochs"] >= cfg.patience:
         _log(fold, f"early stop: no better validation loss for {cfg.patience} epochs")
     kw = {"device": device, "amp": cfg.amp, "channels_last": cfg.channels_last}
@@ -643,6 +762,7 @@ def finish_fold(
             "best_epoch": best["epoch"],
             "best_val_loss": best["val_loss"],
             "bn_recalibrated": cfg.bn_recalibrate,
+            "pretrained": None if pretrained is None else dict(pretrained),
         },
         outputs.model,
     )

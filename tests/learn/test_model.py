@@ -83,3 +83,49 @@ def test_wrong_weights_file_is_refused(tmp_path):
         build_model("resnet18", pretrained_weights=tmp_path / "missing.pth")
     with pytest.raises(SpinefxError, match="unknown architecture"):
         build_model("vgg16")
+
+
+def test_dropout_sits_before_the_final_linear_layer_in_training_only():
+    """Oracle by hand: with p = 1 every fc input is dropped (the logit is the bias); with p = 0.5 about
+    half are kept, each scaled by 2; in eval mode the layer is the plain linear map."""
+    from spinefx.learn.model import DropoutLinear
+
+    layer = DropoutLinear(512, 1, p=1.0)
+    x = torch.randn(8, 512)
+    layer.train()
+    assert torch.equal(layer(x), layer.bias.expand(8, 1))
+    layer.eval()
+    torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    half = DropoutLinear(512, 1, p=0.5).train()
+    with torch.no_grad():
+        half.weight.fill_(1.0)
+        half.bias.zero_()
+    torch.manual_seed(0)
+    kept = half(torch.ones(200, 512)) / 2.0  # each kept input contributes 1 / (1 - p) = 2
+    assert torch.equal(kept, kept.round()) and abs(float(kept.mean()) / 512 - 0.5) < 0.01
+    with pytest.raises(SpinefxError, match="dropout"):
+        DropoutLinear(4, 1, p=1.5)
+
+
+def test_model_with_dropout_has_the_same_keys_and_eval_outputs():
+    plain = build_model("resnet18", load_pretrained=False)
+    dropped = build_model("resnet18", load_pretrained=False, dropout=0.5)
+    assert dropped.backbone.fc.p == 0.5 and plain.backbone.fc.p == 0.0
+    assert list(plain.state_dict()) == list(dropped.state_dict())  # model files stay interchangeable
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 6, 64, 64)
+    plain.eval()
+    dropped.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(dropped(x), plain(x), rtol=0, atol=0)
+        dropped.train()
+        plain.train()
+        torch.manual_seed(1)
+        a = dropped(x)
+        torch.manual_seed(2)
+        b = dropped(x)
+        torch.manual_seed(1)
+        c = plain(x)
+        torch.manual_seed(2)
+        d = plain(x)
+    assert not torch.equal(a, b) and torch.equal(c, d)  # only dropout is random in training mode

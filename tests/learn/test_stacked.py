@@ -5,6 +5,8 @@ step's gradients agree to 1e-3 in relative norm and BatchNorm statistics to 1e-4
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from spinefx.errors import SpinefxError
 from spinefx.imaging.patchfile import write_patch_file
 from spinefx.learn.model import build_model
 from spinefx.learn.stacked import StackedFolds, train_folds_stacked
-from spinefx.learn.train import FoldOutputs, TrainConfig, make_optimizer, train_fold
+from spinefx.learn.train import FoldOutputs, TrainConfig, TrainingInterrupted, make_optimizer, train_fold
 
 K = 3
 # 32x32 patches (ResNet18 reaches 1x1 at its last stage): the smallest input that keeps every layer,
@@ -33,6 +35,7 @@ CFG = {
     "bn_recalibrate": True,
     "bn_recalibrate_samples": 8,
     "eval_batch_size": 5,
+    "require_pretrained": False,
 }
 
 
@@ -111,6 +114,44 @@ def test_stacked_loop_equals_one_job_per_fold_bitwise(runs):
         sum(n > e for n in lengths) for e in range(len(epochs))
     ]
     assert not (root / "state" / "job.pt").exists()  # resumable state dropped after success
+
+
+def test_stacked_job_stopped_by_sigterm_resumes_to_the_same_folds(runs, tmp_path):
+    """SIGTERM during the stacked job: one checkpoint for all folds at the end of that epoch (none
+    was due by time), a clear error, and the rerun's folds equal the uninterrupted job's bitwise."""
+    root, files, folds, cfg, _, _ = runs
+    cfg = TrainConfig.from_dict(dict(CFG, checkpoint_minutes=600))
+    out = {f: outputs_in(tmp_path / f"fold_{f}") for f in range(1, K + 1)}
+    state = tmp_path / "state" / "job.pt"
+
+    def send_term(epoch, rows):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted, match=r"stacked job of folds \[1, 2, 3\]: stopped by SIGTERM"):
+        train_folds_stacked(
+            files, folds, range(1, K + 1), out, state, cfg, forward="loop", on_epoch_end=send_term
+        )
+    assert torch.load(state, weights_only=False)["epoch"] == 1 and not out[1].model.exists()
+    train_folds_stacked(files, folds, range(1, K + 1), out, state, cfg, forward="loop")
+    for f in range(1, K + 1):
+        ref = outputs_in(root / f"loop_{f}")
+        a, b = _model(ref.model), _model(out[f].model)
+        assert all(torch.equal(a[k], b[k]) for k in a), f"fold {f} weights"
+        assert ref.predictions.read_bytes() == out[f].predictions.read_bytes()
+
+
+@pytest.mark.parametrize("forward", ["loop", pytest.param("vmap", marks=pytest.mark.slow)])
+def test_stacked_training_runs_with_dropout(runs, tmp_path, forward):
+    """train.dropout > 0 keeps the stacked path working (vmap draws a mask per fold: randomness
+    "different"), and model.pt says which rate trained it."""
+    root, files, folds, _, _, _ = runs
+    cfg = TrainConfig.from_dict(dict(CFG, epochs=1, dropout=0.5, bn_recalibrate=False))
+    out = {f: outputs_in(tmp_path / f"d_{f}") for f in (1, 2)}
+    train_folds_stacked(files, folds, [1, 2], out, tmp_path / "job.pt", cfg, forward=forward)
+    preds = pd.read_csv(out[1].predictions, sep="\t")
+    assert preds["prob"].between(0, 1).all() and len(preds) > 0
+    assert torch.load(out[1].model, weights_only=False)["config"]["dropout"] == 0.5
 
 
 @pytest.mark.slow

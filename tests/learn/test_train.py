@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,7 +17,16 @@ import torch
 import yaml
 
 from spinefx.errors import SpinefxError
-from spinefx.learn.train import FoldOutputs, TrainConfig, load_model, recalibrate_batchnorm, train_fold
+from spinefx.learn.train import (
+    CheckpointPolicy,
+    FoldOutputs,
+    TrainConfig,
+    TrainingInterrupted,
+    load_model,
+    recalibrate_batchnorm,
+    resolve_device,
+    train_fold,
+)
 
 try:
     from tests.test_dataset import write_cohort
@@ -32,6 +43,8 @@ TINY = {
     "device": "cpu",
     "patience": 10,
     "bn_recalibrate": True,
+    "require_pretrained": False,
+    "checkpoint_minutes": 0,  # after every epoch: the kill tests below rely on it
 }
 
 
@@ -72,6 +85,13 @@ def test_config_from_dict_rejects_unknown_keys_and_reads_the_default_config():
         block = yaml.safe_load(cfg_file.read_text())["train"]
         cfg = TrainConfig.from_dict(block)
         assert cfg.betas == (0.5, 0.999) and cfg.batch_size == 32
+    # every key of paper.yaml's train block (each speed setting included) reaches TrainConfig as written
+    paper_block = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["train"]
+    from_paper = TrainConfig.from_dict(paper_block).to_dict()
+    assert {k: from_paper[k] for k in paper_block} == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in paper_block.items()
+    }
+    assert from_paper["device"] == "cuda" and from_paper["require_pretrained"] is True
     paper = TrainConfig()
     assert (paper.arch, paper.lr, paper.betas, paper.batch_size, paper.epochs) == (
         "resnet50",
@@ -124,6 +144,8 @@ _RUN = textwrap.dedent(
     def hook(epoch, row):
         if epoch == kill:
             os._exit(9)  # as abrupt as SIGKILL: no cleanup, no flushing
+        if kill < 0 and epoch == -kill:
+            print("EPOCH_DONE", flush=True)  # the parent signals the process on this line
     d = Path(sys.argv[3])
     outs = FoldOutputs(d / "model.pt", d / "history.tsv", d / "predictions.tsv", d / "curve.png",
                        d / "state" / "checkpoint.pt")
@@ -133,10 +155,20 @@ _RUN = textwrap.dedent(
 
 
 def _run(files, folds_tsv, out, kill, cfg) -> subprocess.CompletedProcess:
+    """Train fold 1 in a fresh process; ``kill`` > 0 exits abruptly after that epoch, < 0 has this
+    process send SIGTERM once that epoch is done (0: neither)."""
     args = [sys.executable, "-c", _RUN, json.dumps({k: str(v) for k, v in files.items()})]
     args += [str(folds_tsv), str(out), str(kill), json.dumps(cfg)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    if kill >= 0:
+        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        for line in proc.stdout:
+            if "EPOCH_DONE" in line:
+                proc.send_signal(signal.SIGTERM)
+        stderr = proc.stderr.read()
+        proc.wait(timeout=300)
+    return subprocess.CompletedProcess(args, proc.returncode, "", stderr)
 
 
 def test_killed_job_resumes_to_the_same_result(tmp_path, cohort):
@@ -161,6 +193,42 @@ def test_killed_job_resumes_to_the_same_result(tmp_path, cohort):
     ref_hist = pd.read_csv(tmp_path / "ref" / "history.tsv", sep="\t")
     job_hist = pd.read_csv(tmp_path / "job" / "history.tsv", sep="\t")
     pd.testing.assert_frame_equal(ref_hist.drop(columns="seconds"), job_hist.drop(columns="seconds"))
+
+    # SIGUSR1 (SLURM's warning before a time limit) during epoch 2, with no checkpoint due by time
+    # (checkpoint_minutes is not part of the run's hash, so the reference above still applies): the
+    # job writes the checkpoint at the end of that epoch, stops with a clear error, and its rerun
+    # ends with the uninterrupted run's model and predictions.
+    sig_cfg = TrainConfig.from_dict(dict(cfg, checkpoint_minutes=600))
+    out = outputs_in(tmp_path / "sig")
+
+    def send_usr1(epoch, row):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)  # arrives in the callback: acted on at once
+
+    before = signal.getsignal(signal.SIGUSR1)
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGUSR1 after epoch 1") as stopped:
+        train_fold(files, folds, 1, out, sig_cfg, on_epoch_end=send_usr1)
+    assert isinstance(stopped.value, SpinefxError) and "resumes after epoch 1" in str(stopped.value)
+    assert signal.getsignal(signal.SIGUSR1) is before  # the handler is removed after training
+    assert torch.load(out.state, weights_only=False)["epoch"] == 1 and not out.model.exists()
+    train_fold(files, folds, 1, out, sig_cfg)
+    assert _same_model(tmp_path / "ref" / "model.pt", out.model)
+    assert ref_preds == out.predictions.read_bytes()
+
+
+def test_a_signal_in_a_separate_process_checkpoints_and_exits_non_zero(tmp_path, cohort):
+    """The job as SLURM sees it: SIGTERM from outside, mid-run; the process exits non-zero with the
+    message, leaving a checkpoint of the epoch in which the signal came."""
+    files, folds = cohort
+    folds_tsv = tmp_path / "folds.tsv"
+    folds.to_csv(folds_tsv, sep="\t", index=False)
+    cfg = dict(TINY, epochs=3, checkpoint_minutes=600)
+    job = _run(files, folds_tsv, tmp_path / "job", -1, cfg)  # -1: the parent sends SIGTERM after epoch 1
+    assert job.returncode == 1, job.stderr
+    assert "TrainingInterrupted" in job.stderr and "stopped by SIGTERM after epoch" in job.stderr
+    state = torch.load(tmp_path / "job" / "state" / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] in (1, 2, 3) and f"after epoch {state['epoch']}" in job.stderr
+    assert not (tmp_path / "job" / "model.pt").exists()
 
 
 class _Stop(Exception):
@@ -211,6 +279,89 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_checkpoint_policy_is_time_based():
+    """Due once the interval has passed since the last write (an injected clock, no sleeping), at
+    every epoch with 0 minutes, and at once after a stop signal."""
+    now = [100.0]
+    policy = CheckpointPolicy(2, clock=lambda: now[0])
+    assert not policy.due()
+    now[0] += 119.9
+    assert not policy.due()
+    now[0] += 0.1
+    assert policy.due()
+    policy.written()
+    now[0] += 60
+    assert not policy.due()
+    policy.request_stop(signal.SIGUSR1)
+    assert policy.due() and policy.stop_signal == signal.SIGUSR1
+    assert CheckpointPolicy(0, clock=lambda: 5.0).due()
+    with pytest.raises(SpinefxError, match="checkpoint_minutes"):
+        TrainConfig(checkpoint_minutes=-1)
+
+
+def test_train_fold_writes_checkpoints_by_the_clock(tmp_path, cohort):
+    """Each epoch takes 40 s of injected time (the callback advances the clock, so epoch e ends at
+    40 (e - 1) s); with checkpoint_minutes 1 a checkpoint is due 60 s after the last one: after
+    epoch 3 (80 s) and epoch 5 (160 s), not after every epoch."""
+    files, folds = cohort
+    now = [0.0]
+    out = outputs_in(tmp_path)
+    seen = {}
+
+    def tick(epoch, row):
+        seen[epoch] = torch.load(out.state, weights_only=False)["epoch"] if out.state.exists() else None
+        now[0] += 40.0
+
+    cfg = TrainConfig.from_dict(dict(TINY, epochs=5, checkpoint_minutes=1, bn_recalibrate=False))
+    train_fold(files, folds, 2, out, cfg, on_epoch_end=tick, clock=lambda: now[0])
+    assert seen == {1: None, 2: None, 3: 3, 4: 3, 5: 5}
+    assert not out.state.exists()  # dropped after success (keep_state false)
+
+
+def test_device_cuda_without_a_gpu_fails_at_the_start(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(SpinefxError) as err:
+        resolve_device("cuda")
+    text = str(err.value)
+    for words in ("CUDA_VISIBLE_DEVICES=''", "torch.cuda.is_available() is false", "nvidia-smi", "--nv"):
+        assert words in text, words
+    assert "train.device: auto" in text
+    assert resolve_device("auto").type == "cpu"
+    # the training job stops before it reads a single patch file
+    cfg = TrainConfig.from_dict(dict(TINY, device="cuda"))
+    with pytest.raises(SpinefxError, match="no usable CUDA GPU"):
+        train_fold({"p": tmp_path / "missing.h5"}, pd.DataFrame(), 1, outputs_in(tmp_path), cfg)
+
+
+def test_required_imagenet_weights_missing_fail_at_the_start(tmp_path):
+    cfg = TrainConfig.from_dict(dict(TINY, require_pretrained=True))
+    with pytest.raises(SpinefxError) as err:
+        train_fold({"p": tmp_path / "missing.h5"}, pd.DataFrame(), 1, outputs_in(tmp_path), cfg)
+    text = str(err.value)
+    assert "train.pretrained_weights" in text and "train.require_pretrained: false" in text
+    assert str(tmp_path / "torch_home" / "hub" / "checkpoints") in text and "resnet18-f37072fd.pth" in text
+    given = TrainConfig.from_dict(dict(TINY, pretrained_weights=str(tmp_path / "nope.pth")))
+    with pytest.raises(SpinefxError, match="pretrained weights file not found"):
+        train_fold({}, pd.DataFrame(), 1, outputs_in(tmp_path), given)
+
+
+def test_the_weights_path_and_sha256_are_recorded_in_model_pt(tmp_path, cohort):
+    import torchvision
+
+    files, folds = cohort
+    torch.manual_seed(3)
+    weights = tmp_path / "imagenet_resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    cfg = dict(TINY, epochs=1, bn_recalibrate=False, require_pretrained=True, pretrained_weights=str(weights))
+    train_fold(files, folds, 1, outputs_in(tmp_path / "out"), TrainConfig.from_dict(cfg))
+    meta = torch.load(tmp_path / "out" / "model.pt", weights_only=False)
+    assert meta["pretrained"] == {
+        "path": str(weights.resolve()),
+        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
 
 
 def test_recalibrate_batchnorm_is_an_equal_weight_average_over_its_batches():
