@@ -13,7 +13,10 @@ def test_slurm_context_names_the_job_and_its_gpus() -> None:
     assert runlog.slurm_context({"PATH": "/bin"}) is None  # not in SLURM: nothing is logged
     line = runlog.slurm_context({"SLURM_JOB_ID": "42", "SLURM_JOB_GPUS": "0", "CUDA_VISIBLE_DEVICES": "0"})
     assert line.startswith("SLURM job: SLURM_JOB_ID=42 ")
-    assert "SLURM_JOB_GPUS=0 CUDA_VISIBLE_DEVICES=0" in line and "SLURM_JOB_PARTITION=-" in line
+    assert (
+        "SLURM_JOB_GPUS=0 SLURM_STEP_GPUS=- CUDA_VISIBLE_DEVICES=0" in line
+        and "SLURM_JOB_PARTITION=-" in line
+    )
 
 
 def test_start_logs_the_slurm_job(tmp_path: Path, monkeypatch) -> None:

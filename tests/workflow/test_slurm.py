@@ -2,11 +2,13 @@
 scripts/slurm_up.sh, checked against SLURM's own accounting (sacct).
 
 Run with `pytest -m slurm tests/workflow/test_slurm.py` after `sudo scripts/slurm_up.sh`; every test is
-skipped, with the reason, when no cluster answers here.
+skipped, with the reason, when no cluster answers here, except under CI (CI=true), where that fails them:
+a CI run must not pass without its SLURM tests.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -25,7 +27,8 @@ TEST_PROFILE = REPO / "tests" / "profiles" / "slurm-local"
 TINY = REPO / "tests" / "config" / "tiny.yaml"
 ACCOUNT = "spinefx"
 
-SUBMITTED_RE = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+# A single job's id is a number, a group job's a UUID.
+SUBMITTED_RE = re.compile(r"Job ([\w-]+) has been submitted with SLURM jobid (\d+)")
 ARRAY_RE = re.compile(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)")
 RUN_ID_RE = re.compile(r"SLURM run ID: (\S+)")
 
@@ -57,6 +60,8 @@ def cluster_problem() -> str | None:
 @pytest.fixture(scope="module")
 def cluster() -> None:
     problem = cluster_problem()
+    if problem and os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and the SLURM cluster is not usable: {problem}")
     if problem:
         pytest.skip(problem)
 
@@ -90,6 +95,7 @@ def sacct_rows(slurm_ids: list[str]) -> dict[str, dict[str, str]]:
         "AllocCPUS",
         "ReqMem",
         "Timelimit",
+        "AllocTRES",
         "Comment",
     ]
     out = subprocess.run(
@@ -199,7 +205,11 @@ rule train_fold:
     output: "model.txt"
     threads: 2
     resources: mem_mb=500, runtime=10, gpu=1
-    shell: "echo trained > {output}"
+    # Inside the job step (srun) SLURM exports the step's GPUs as SLURM_STEP_GPUS, the batch job's as
+    # SLURM_JOB_GPUS.
+    shell:
+        "echo $SLURM_JOB_ID $SLURM_JOB_PARTITION ${{SLURM_JOB_GPUS:-${{SLURM_STEP_GPUS:-none}}}} "
+        "${{CUDA_VISIBLE_DEVICES:-none}} > {output}"
 """
 
 
@@ -216,33 +226,43 @@ def gres_alternative(profile: Path) -> str:
 
 
 def test_sbatch_asks_for_the_gpu_with_gpus_or_the_documented_gres(cluster: None, tmp_path: Path) -> None:
+    """The site profile's GPU request is scheduled on the test cluster's GPU GRES, in the gpu partition, and
+    the job sees its GPU (SLURM_JOB_GPUS, CUDA_VISIBLE_DEVICES); so does the documented --gres variant."""
     (tmp_path / "Snakefile").write_text(textwrap.dedent(GPU_TOY))
     fast = ["--slurm-init-seconds-before-status-checks", "2", "--retries", "0", "--verbose"]
 
     # The site profile as shipped: the rule's gpu: 1 becomes --gpus=1 (and the profile's account/partition).
     proc = run_snakemake(tmp_path, "--profile", str(SITE_PROFILE), *fast)
-    calls = sbatch_calls(log_of(proc))
-    assert set(calls) == {"train_fold"}, log_of(proc)[-4000:]
+    log = log_of(proc)
+    assert proc.returncode == 0, log[-4000:]
+    calls = sbatch_calls(log)
+    assert set(calls) == {"train_fold"}, log[-4000:]
     call = calls["train_fold"].split()
     assert "--gpus=1" in call and not any(a.startswith("--gres") for a in call)
     assert "-A" in call and call[call.index("-A") + 1] == ACCOUNT
-    assert "-p" in call and call[call.index("-p") + 1] == "cpu"
+    assert "-p" in call and call[call.index("-p") + 1] == "gpu"
     assert "--cpus-per-task=2" in call and call[call.index("--mem") + 1] == "500"
-    if proc.returncode != 0:
-        # This cluster has no GPU: SLURM itself must have read the request as one and refused it.
-        assert "Invalid generic resource (gres) specification" in log_of(proc), log_of(proc)[-4000:]
+    slurm_id, partition, job_gpus, visible = (tmp_path / "model.txt").read_text().split()
+    assert (partition, job_gpus, visible) == ("gpu", "0", "0")  # the GRES's one GPU, index 0
+    row = sacct_rows([slurm_id])[slurm_id]
+    assert row["State"] == "COMPLETED" and "gres/gpu=1" in row["AllocTRES"], row
 
     # The commented alternative for clusters that reject --gpus: --gres=gpu:1 and no --gpus.
     block = gres_alternative(SITE_PROFILE)
-    assert 'gres: "gpu:1"' in block
+    assert 'gres: "gpu:1"' in block and "slurm_partition: gpu" in block
     gres_profile = tmp_path / "gres-profile"
     gres_profile.mkdir()
     (gres_profile / "config.yaml").write_text(block)
+    (tmp_path / "model.txt").unlink()
     proc = run_snakemake(tmp_path, "--profile", str(SITE_PROFILE), "--profile", str(gres_profile), *fast)
-    calls = sbatch_calls(log_of(proc))
-    assert set(calls) == {"train_fold"}, log_of(proc)[-4000:]
+    log = log_of(proc)
+    assert proc.returncode == 0, log[-4000:]
+    calls = sbatch_calls(log)
+    assert set(calls) == {"train_fold"}, log[-4000:]
     call = calls["train_fold"].split()
     assert "--gres=gpu:1" in call and not any(a.startswith("--gpus") for a in call)
+    assert call[call.index("-p") + 1] == "gpu"
+    assert (tmp_path / "model.txt").read_text().split()[1:] == ["gpu", "0", "0"]
 
 
 JOB_HEADER_RE = re.compile(r"^(local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", re.M)
