@@ -42,7 +42,7 @@ rule augment_patches:
     conda:
         "../../envs/training.yaml"
     resources:
-        mem_mb=lambda wc, attempt: 1000 * attempt,
+        mem_mb=lambda wc, attempt: 1500 * attempt,
         runtime=lambda wc, attempt: 2 * attempt,
     params:
         settings=config["augment"],

@@ -134,6 +134,10 @@ rule run_info:
     resources:
         mem_mb=lambda wc, attempt: 500 * attempt,
         runtime=lambda wc, attempt: 5 * attempt,
+    params:
+        # The config as a param: Snakemake reruns this job when it changes (epochs, network, ...), so the
+        # report's "What was run" page never describes an earlier run.
+        config=config,
     script:
         "../scripts/run_info.py"
 
