@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.spinefx-installed
 CORES ?= 2
 
-.PHONY: run test lint test-slow test-slurm test-container report dag bench clean
+.PHONY: run test lint test-slow test-slurm test-container report dag bench clean retrain
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
+
+# Retrain one fold, then let the DAG redo what depends on it (merge, tables, figures, final model), nothing else:
+#   make retrain FOLD=3 [ARGS="--configfile my.yaml"]
+retrain: $(STAMP)
+	@test -n "$(FOLD)" || { echo 'usage: make retrain FOLD=k [ARGS="--configfile my.yaml"]' >&2; exit 2; }
+	$(BIN)/snakemake --cores $(CORES) --forcerun results/train/fold_$(FOLD)/model.pt $(ARGS)
 
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html

@@ -2,10 +2,13 @@
 
 Goal (DESIGN.md): under 15 s. A 10-patient plan in the same run is the reference, so the ratio shows
 how planning scales with the cohort on a noisy machine. Last line: seconds=<1,000-patient plan>.
+The line before it, sbatch_jobs=<N>, is how many SLURM jobs the same plan makes through profiles/slurm:
+per-patient steps run as group jobs of `group-components` patients, local rules need none (goal: < 50).
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,42 @@ def make_cohort(root: Path, n: int, k: int) -> Path:
     config = root / "config.yaml"
     config.write_text(f"cohort: {root / 'patients.tsv'}\nfolds: {{k: {k}}}\n")
     return config
+
+
+def local_rules() -> set[str]:
+    """The Snakefile's `localrules:` (run by Snakemake itself on the submit host, no sbatch)."""
+    block = (REPO / "Snakefile").read_text().split("\nlocalrules:\n")[1].split("\n\n")[0]
+    return {name.strip(" ,") for name in block.split() if name.strip(" ,")}
+
+
+def count_sbatch_jobs(log: str, local: set[str]) -> dict[str, int]:
+    """SLURM jobs of a dry run through the SLURM profile: one per group job, one per other non-local job."""
+    counts: dict[str, int] = {}
+    for line in log.splitlines():
+        group = re.search(r"\] Group job (\w+) \(jobs", line)
+        rule = re.match(r"(?:\[[^]]*\] )?rule (\w+):$", line)  # top level; a group's own jobs are indented
+        name = f"group {group.group(1)}" if group else rule.group(1) if rule else None
+        if name and name not in local:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def plan_sbatch_jobs(n: int, k: int) -> int:
+    """Plan n patients and k folds through profiles/slurm (a dry run submits nothing) and count its jobs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        config = make_cohort(root, n, k)
+        cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(root), "-n"]
+        cmd += ["--profile", str(REPO / "profiles" / "slurm"), "--configfile", str(config)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"SLURM plan of {n} patients failed:\n{proc.stderr[-3000:]}")
+        counts = count_sbatch_jobs(proc.stdout + proc.stderr, local_rules())
+        print(
+            f"{n} patients, {k} folds through profiles/slurm: "
+            + ", ".join(f"{c} {r}" for r, c in counts.items())
+        )
+        return sum(counts.values())
 
 
 def plan_seconds(n: int, k: int) -> float:
@@ -63,4 +102,5 @@ if __name__ == "__main__":
     reference = plan_seconds(10, 2)
     big = plan_seconds(1000, 10)
     print(f"ratio_vs_10_patients={big / reference:.2f}")
+    print(f"sbatch_jobs={plan_sbatch_jobs(1000, 10)}")
     print(f"seconds={big:.2f}")

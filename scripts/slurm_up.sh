@@ -19,6 +19,8 @@ RUN_DIR=/run/slurm
 DB_NAME=slurm_acct_db
 DB_USER=slurm
 DB_PASS_FILE=$CONF_DIR/.spinefx-dbpass
+# The stand-in GPU of gres.conf: a character device like /dev/null (this machine has no GPU).
+GPU_DEVICE=/dev/spinefx-gpu0
 # What this script started, one daemon per line; slurm_down.sh stops exactly these (plus the SLURM daemons).
 STARTED_FILE=$STATE_DIR/spinefx-started
 TEMPLATES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/slurm"
@@ -87,7 +89,8 @@ render() {
     tmp=$(mktemp)
     sed -e "s|@CLUSTER@|$CLUSTER|g" -e "s|@CTLD_HOST@|$CTLD_HOST|g" -e "s|@STATE_DIR@|$STATE_DIR|g" \
         -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@LOG_DIR@|$LOG_DIR|g" -e "s|@NODE_HW@|$NODE_HW|g" \
-        -e "s|@DB_NAME@|$DB_NAME|g" -e "s|@DB_USER@|$DB_USER|g" -e "s|@DB_PASS@|$DB_PASS|g" "$src" >"$tmp"
+        -e "s|@DB_NAME@|$DB_NAME|g" -e "s|@DB_USER@|$DB_USER|g" -e "s|@DB_PASS@|$DB_PASS|g" \
+        -e "s|@GPU_DEVICE@|$GPU_DEVICE|g" "$src" >"$tmp"
     if grep -q '@[A-Z_]*@' "$tmp"; then rm -f "$tmp"; die "unfilled placeholder in $src"; fi
     if [[ -f $dest ]] && cmp -s "$tmp" "$dest"; then
         rm -f "$tmp"
@@ -99,9 +102,16 @@ render() {
         say "wrote config: $dest"
     fi
 }
+if [[ ! -c $GPU_DEVICE ]]; then
+    rm -f "$GPU_DEVICE"
+    mknod -m 666 "$GPU_DEVICE" c 1 3 || die "cannot create the stand-in GPU device $GPU_DEVICE (mknod)"
+    say "created stand-in GPU device $GPU_DEVICE (char 1,3, like /dev/null)"
+fi
 render slurm.conf "$CONF_DIR/slurm.conf" 644 root:root
+render gres.conf "$CONF_DIR/gres.conf" 644 root:root
 render slurmdbd.conf "$CONF_DIR/slurmdbd.conf" 600 slurm:slurm
-say "node: NodeName=localhost $NODE_HW; partition cpu (default); controller host $CTLD_HOST"
+say "node: NodeName=localhost $NODE_HW Gres=gpu:1 ($GPU_DEVICE); partitions cpu (default) and gpu;" \
+    "controller host $CTLD_HOST"
 
 # --- 3. munge (authentication between all SLURM components) -------------------------------------------
 if [[ ! -s /etc/munge/munge.key ]]; then
@@ -170,9 +180,19 @@ if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
 fi
 
 # --- 6. slurmctld and slurmd --------------------------------------------------------------------------
+# A changed node or GRES definition takes a restart of both daemons (`scontrol reconfigure` is not enough).
+if ((CONFIG_CHANGED)); then
+    for d in slurmd slurmctld; do
+        if pid_alive "$RUN_DIR/$d.pid"; then
+            kill "$(cat "$RUN_DIR/$d.pid")"
+            for _ in $(seq 60); do pid_alive "$RUN_DIR/$d.pid" || break; sleep 0.5; done
+            rm -f "$RUN_DIR/$d.pid"
+            say "stopped $d to restart it with the new configuration"
+        fi
+    done
+fi
 if pid_alive "$RUN_DIR/slurmctld.pid"; then
-    if ((CONFIG_CHANGED)); then scontrol reconfigure && say "slurmctld reconfigured"; else
-        say "slurmctld already running"; fi
+    say "slurmctld already running"
 else
     t=$(date +%s.%N)
     /usr/sbin/slurmctld

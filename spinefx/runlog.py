@@ -9,14 +9,34 @@ console, without opening the log.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
 from spinefx.errors import SpinefxError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What a job's log records about the SLURM job it runs in: which job, where, and the CPUs/GPUs it got.
+SLURM_VARIABLES = (
+    "SLURM_JOB_ID",
+    "SLURM_JOB_PARTITION",
+    "SLURMD_NODENAME",
+    "SLURM_CPUS_PER_TASK",
+    "SLURM_JOB_GPUS",
+    "SLURM_STEP_GPUS",
+    "CUDA_VISIBLE_DEVICES",
+)
+
+
+def slurm_context(environ: Mapping[str, str]) -> str | None:
+    """One line naming the SLURM job and the GPUs it was given, or None outside SLURM, so a log shows
+    whether a GPU request arrived."""
+    if "SLURM_JOB_ID" not in environ:
+        return None
+    return "SLURM job: " + " ".join(f"{k}={environ.get(k, '-')}" for k in SLURM_VARIABLES)
 
 
 def start(log_path: str | Path, name: str = "spinefx") -> logging.Logger:
@@ -37,4 +57,7 @@ def start(log_path: str | Path, name: str = "spinefx") -> logging.Logger:
         handle.flush()
 
     sys.excepthook = hook
+    context = slurm_context(os.environ)
+    if context:
+        logging.getLogger(name).info(context)
     return logging.getLogger(name)

@@ -2,11 +2,13 @@
 scripts/slurm_up.sh, checked against SLURM's own accounting (sacct).
 
 Run with `pytest -m slurm tests/workflow/test_slurm.py` after `sudo scripts/slurm_up.sh`; every test is
-skipped, with the reason, when no cluster answers here.
+skipped, with the reason, when no cluster answers here, except under CI (CI=true), where that fails them:
+a CI run must not pass without its SLURM tests.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -25,7 +27,8 @@ TEST_PROFILE = REPO / "tests" / "profiles" / "slurm-local"
 TINY = REPO / "tests" / "config" / "tiny.yaml"
 ACCOUNT = "spinefx"
 
-SUBMITTED_RE = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+# A single job's id is a number, a group job's a UUID.
+SUBMITTED_RE = re.compile(r"Job ([\w-]+) has been submitted with SLURM jobid (\d+)")
 ARRAY_RE = re.compile(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)")
 RUN_ID_RE = re.compile(r"SLURM run ID: (\S+)")
 
@@ -57,6 +60,8 @@ def cluster_problem() -> str | None:
 @pytest.fixture(scope="module")
 def cluster() -> None:
     problem = cluster_problem()
+    if problem and os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and the SLURM cluster is not usable: {problem}")
     if problem:
         pytest.skip(problem)
 
@@ -90,6 +95,7 @@ def sacct_rows(slurm_ids: list[str]) -> dict[str, dict[str, str]]:
         "AllocCPUS",
         "ReqMem",
         "Timelimit",
+        "AllocTRES",
         "Comment",
     ]
     out = subprocess.run(
@@ -199,7 +205,11 @@ rule train_fold:
     output: "model.txt"
     threads: 2
     resources: mem_mb=500, runtime=10, gpu=1
-    shell: "echo trained > {output}"
+    # Inside the job step (srun) SLURM exports the step's GPUs as SLURM_STEP_GPUS, the batch job's as
+    # SLURM_JOB_GPUS.
+    shell:
+        "echo $SLURM_JOB_ID $SLURM_JOB_PARTITION ${{SLURM_JOB_GPUS:-${{SLURM_STEP_GPUS:-none}}}} "
+        "${{CUDA_VISIBLE_DEVICES:-none}} > {output}"
 """
 
 
@@ -216,36 +226,49 @@ def gres_alternative(profile: Path) -> str:
 
 
 def test_sbatch_asks_for_the_gpu_with_gpus_or_the_documented_gres(cluster: None, tmp_path: Path) -> None:
+    """The site profile's GPU request is scheduled on the test cluster's GPU GRES, in the gpu partition, and
+    the job sees its GPU (SLURM_JOB_GPUS, CUDA_VISIBLE_DEVICES); so does the documented --gres variant."""
     (tmp_path / "Snakefile").write_text(textwrap.dedent(GPU_TOY))
     fast = ["--slurm-init-seconds-before-status-checks", "2", "--retries", "0", "--verbose"]
 
     # The site profile as shipped: the rule's gpu: 1 becomes --gpus=1 (and the profile's account/partition).
     proc = run_snakemake(tmp_path, "--profile", str(SITE_PROFILE), *fast)
-    calls = sbatch_calls(log_of(proc))
-    assert set(calls) == {"train_fold"}, log_of(proc)[-4000:]
+    log = log_of(proc)
+    assert proc.returncode == 0, log[-4000:]
+    calls = sbatch_calls(log)
+    assert set(calls) == {"train_fold"}, log[-4000:]
     call = calls["train_fold"].split()
     assert "--gpus=1" in call and not any(a.startswith("--gres") for a in call)
     assert "-A" in call and call[call.index("-A") + 1] == ACCOUNT
-    assert "-p" in call and call[call.index("-p") + 1] == "cpu"
+    assert "-p" in call and call[call.index("-p") + 1] == "gpu"
     assert "--cpus-per-task=2" in call and call[call.index("--mem") + 1] == "500"
-    if proc.returncode != 0:
-        # This cluster has no GPU: SLURM itself must have read the request as one and refused it.
-        assert "Invalid generic resource (gres) specification" in log_of(proc), log_of(proc)[-4000:]
+    slurm_id, partition, job_gpus, visible = (tmp_path / "model.txt").read_text().split()
+    assert (partition, job_gpus, visible) == ("gpu", "0", "0")  # the GRES's one GPU, index 0
+    row = sacct_rows([slurm_id])[slurm_id]
+    assert row["State"] == "COMPLETED" and "gres/gpu=1" in row["AllocTRES"], row
 
     # The commented alternative for clusters that reject --gpus: --gres=gpu:1 and no --gpus.
     block = gres_alternative(SITE_PROFILE)
-    assert 'gres: "gpu:1"' in block
+    assert 'gres: "gpu:1"' in block and "slurm_partition: gpu" in block
     gres_profile = tmp_path / "gres-profile"
     gres_profile.mkdir()
     (gres_profile / "config.yaml").write_text(block)
+    (tmp_path / "model.txt").unlink()
     proc = run_snakemake(tmp_path, "--profile", str(SITE_PROFILE), "--profile", str(gres_profile), *fast)
-    calls = sbatch_calls(log_of(proc))
-    assert set(calls) == {"train_fold"}, log_of(proc)[-4000:]
+    log = log_of(proc)
+    assert proc.returncode == 0, log[-4000:]
+    calls = sbatch_calls(log)
+    assert set(calls) == {"train_fold"}, log[-4000:]
     call = calls["train_fold"].split()
     assert "--gres=gpu:1" in call and not any(a.startswith("--gpus") for a in call)
+    assert call[call.index("-p") + 1] == "gpu"
+    assert (tmp_path / "model.txt").read_text().split()[1:] == ["gpu", "0", "0"]
 
 
-JOB_HEADER_RE = re.compile(r"^(local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", re.M)
+# A job Snakemake starts: top level, or indented under "Group job <group>" when it runs inside a group job.
+JOB_HEADER_RE = re.compile(r"^( *)(local)?rule (\w+):\n(?: +.*\n)*? +jobid: (\d+)$", re.M)
+GROUP_RE = re.compile(r"\] Group job (\w+) \(jobs in lexicogr\. order\):")
+PER_PATIENT = {"dicom_to_nifti", "register_t1_to_t2", "extract_patches", "augment_patches"}
 
 
 def planned_jobs(log: str) -> dict[str, int]:
@@ -256,6 +279,8 @@ def planned_jobs(log: str) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_real_workflow_on_the_tiny_demo_runs_through_the_cluster(cluster: None, tmp_path: Path) -> None:
+    """The tiny demo through profiles/slurm: per-patient steps as group jobs (12 patients, 6 per job, 2 at a
+    time), train_fold on the GPU GRES of the gpu partition, every SLURM job COMPLETED in sacct."""
     common = ["-s", str(REPO / "Snakefile"), "--configfile", str(TINY)]
     profiles = ["--profile", str(SITE_PROFILE), "--profile", str(TEST_PROFILE)]
     plan = planned_jobs(log_of(run_snakemake(tmp_path, *common, "-n", "--quiet", "rules")))
@@ -263,27 +288,50 @@ def test_real_workflow_on_the_tiny_demo_runs_through_the_cluster(cluster: None, 
     log = log_of(proc)
     assert proc.returncode == 0, log[-8000:]
 
-    # Every job Snakemake started, and whether it ran locally or was handed to SLURM.
-    started = {jobid: (bool(local), rule) for local, rule, jobid in JOB_HEADER_RE.findall(log)}
-    ran = {}
-    for _, rule in started.values():
+    # Every job Snakemake started, whether it ran inside a group job, locally, or as a SLURM job of its own.
+    started = {
+        jobid: (bool(indent), bool(local), rule) for indent, local, rule, jobid in JOB_HEADER_RE.findall(log)
+    }
+    ran: dict[str, int] = {}
+    for _, _, rule in started.values():
         ran[rule] = ran.get(rule, 0) + 1
     assert ran == plan  # the whole planned DAG ran, nothing more
-    remote = {jobid: rule for jobid, (local, rule) in started.items() if not local}
-    local_rules = {rule for local, rule in started.values() if local}
-    assert {"train_fold", "dicom_to_nifti", "register_t1_to_t2"} <= set(remote.values())
-    assert not local_rules & set(remote.values())
+    grouped = {rule for in_group, _, rule in started.values() if in_group}
+    assert grouped == PER_PATIENT | {"case_card"}
+    single = {jobid: rule for jobid, (in_group, local, rule) in started.items() if not in_group and not local}
+    assert "train_fold" in single.values() and not PER_PATIENT & set(single.values())
+    groups = GROUP_RE.findall(log)
+    assert sorted(groups) == ["case_card", "patient", "patient"], groups  # 8 + 4 patients, 6 per group job
 
-    # Each non-local job was submitted as a SLURM job, and SLURM's accounting saw it finish.
+    # Each group job and each other non-local job was one SLURM job, and SLURM's accounting saw it finish.
     jobs = submitted_jobs(log)
-    assert set(jobs) == set(remote), log[-8000:]
+    assert len(jobs) == len(single) + len(groups) and set(single) <= set(jobs), (jobs, single)
     rows = sacct_rows(list(jobs.values()))
     assert set(rows) == set(jobs.values())
     for jobid, slurm_id in jobs.items():
         row = rows[slurm_id]
         assert row["State"] == "COMPLETED" and row["Account"] == ACCOUNT, row
-        assert row["Comment"].split("_wildcards_")[0] == f"rule_{remote[jobid]}", (row, remote[jobid])
+        if jobid in single:
+            assert row["Comment"].split("_wildcards_")[0] == f"rule_{single[jobid]}", (row, single[jobid])
+    # A group job's comment is rule_<group>_<its rules>.
+    group_rows = [rows[s] for j, s in jobs.items() if j not in single]
+    patient_rows = [r for r in group_rows if r["Comment"].startswith("rule_patient_")]
+    assert len(patient_rows) == 2 and len(group_rows) == 3, group_rows
+    assert [r["Comment"] for r in group_rows if r not in patient_rows] == ["rule_case_card_case_card"]
+    for row in patient_rows:
+        # A group runs `cores` (2) steps at a time: 2 CPUs and the memory of 2 steps (augment: 1500 MB each),
+        # for the sum of its layers' runtimes (tiny: 6 patients, 2 at a time, about half an hour).
+        assert (row["Partition"], row["AllocCPUS"], row["ReqMem"]) == ("cpu", "2", "3000M"), row
+        assert "00:20:00" <= row["Timelimit"] <= "00:40:00", row
     train = [r for r in rows.values() if r["Comment"].startswith("rule_train_fold")]
     assert len(train) == plan["train_fold"]
-    assert all(r["ReqMem"] == "16000M" for r in train)  # the rule's resources reached sbatch
+    for row in train:
+        assert row["ReqMem"] == "16000M" and row["Partition"] == "gpu", row  # the rule's and site's settings
+        assert "gres/gpu=1" in row["AllocTRES"], row  # scheduled on the node's GPU GRES
+    # The job saw the GPU it was given (spinefx.runlog logs the SLURM job of every step).
+    train_log = (tmp_path / "logs" / "train_fold" / "fold_1.log").read_text()
+    assert "SLURM_JOB_PARTITION=gpu" in train_log and "CUDA_VISIBLE_DEVICES=0" in train_log, train_log[:2000]
+    patient_log = (tmp_path / "logs" / "register_t1_to_t2" / "demo_001.log").read_text()
+    ids = {r["JobID"] for r in patient_rows}
+    assert re.search(r"SLURM job: SLURM_JOB_ID=(\d+)", patient_log).group(1) in ids
     assert (tmp_path / "results" / "tables" / "table2_diagnostic.tsv").exists()

@@ -11,11 +11,13 @@ rule dicom_to_nifti:
         "logs/dicom_to_nifti/{patient}_{series}.log",
     benchmark:
         "benchmarks/dicom_to_nifti/{patient}_{series}.tsv"
+    group:
+        "patient"
     conda:
         "../../envs/imaging.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=lambda wc, attempt: 2 * attempt,
     params:
         record=patient_record,
         convert=config["convert"],

@@ -15,8 +15,8 @@ rule demo_cohort:
     conda:
         "../../envs/imaging.yaml"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
     params:
         demo=config["demo"],
     script:
@@ -39,8 +39,8 @@ rule demo_held_aside:
     conda:
         "../../envs/imaging.yaml"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
     params:
         demo=config["demo"],
     script:

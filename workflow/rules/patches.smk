@@ -12,11 +12,15 @@ rule extract_patches:
         "results/patches/original/{patient}.h5",
     log:
         "logs/extract_patches/{patient}.log",
+    benchmark:
+        "benchmarks/extract_patches/{patient}.tsv"
+    group:
+        "patient"
     conda:
         "../../envs/imaging.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=lambda wc, attempt: 2 * attempt,
     params:
         record=patient_record,
         settings=config["patches"],
@@ -31,11 +35,15 @@ rule augment_patches:
         "results/patches/{patient}.h5",
     log:
         "logs/augment_patches/{patient}.log",
+    benchmark:
+        "benchmarks/augment_patches/{patient}.tsv"
+    group:
+        "patient"
     conda:
         "../../envs/training.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 1500 * attempt,
+        runtime=lambda wc, attempt: 2 * attempt,
     params:
         settings=config["augment"],
     script:

@@ -22,8 +22,8 @@ rule calibrate:
     conda:
         "../../envs/statistics.yaml"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=lambda wc, attempt: 5 * attempt,
     params:
         settings=config["calibration"],
     script:
@@ -47,8 +47,8 @@ rule assisted_reading:
     conda:
         "../../envs/statistics.yaml"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=lambda wc, attempt: 5 * attempt,
     params:
         settings=config["calibration"],
         stats=config["stats"],
@@ -73,8 +73,8 @@ rule final_model:
     conda:
         "../../envs/training.yaml"
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
     params:
         folds=FOLDS,
         aggregate=config["merge"]["method"],
@@ -106,8 +106,8 @@ rule predict:
     conda:
         "../../envs/training.yaml"
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
     params:
         patients=PREDICT_PATIENTS,
     script:
@@ -135,11 +135,13 @@ rule case_card:
         html="results/predict/cards/{patient}.html",
     log:
         "logs/case_card/{patient}.log",
+    group:
+        "case_card"
     conda:
         "../../envs/training.yaml"
     resources:
-        mem_mb=3000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 3000 * attempt,
+        runtime=lambda wc, attempt: 5 * attempt,
     params:
         record=patient_record,
         settings=config["final"],

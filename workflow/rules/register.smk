@@ -22,11 +22,13 @@ rule register_t1_to_t2:
         "logs/register_t1_to_t2/{patient}.log",
     benchmark:
         "benchmarks/register_t1_to_t2/{patient}.tsv"
+    group:
+        "patient"
     conda:
         "../../envs/imaging.yaml"
     resources:
-        mem_mb=3000,
-        runtime=20,
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=lambda wc, attempt: 3 * attempt,
     params:
         record=patient_record,
         settings=config["registration"],

@@ -22,8 +22,8 @@ rule merge_predictions:
     conda:
         "../../envs/statistics.yaml"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=lambda wc, attempt: 5 * attempt,
     params:
         settings=config["merge"],
         folds=FOLDS,
@@ -55,8 +55,8 @@ rule stats_tables:
     conda:
         "../../envs/statistics.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
     params:
         settings=config["stats"],
         model_reader=MODEL_READER,
@@ -106,8 +106,8 @@ rule figures:
     conda:
         "../../envs/training.yaml"
     resources:
-        mem_mb=4000,
-        runtime=15,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 15 * attempt,
     params:
         settings=config["stats"],
         model_reader=MODEL_READER,
@@ -132,8 +132,12 @@ rule run_info:
     conda:
         "../../envs/statistics.yaml"
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=lambda wc, attempt: 500 * attempt,
+        runtime=lambda wc, attempt: 5 * attempt,
+    params:
+        # The config as a param: Snakemake reruns this job when it changes (epochs, network, ...), so the
+        # report's "What was run" page never describes an earlier run.
+        config=config,
     script:
         "../scripts/run_info.py"
 
@@ -164,8 +168,8 @@ rule paper_tables:
     conda:
         "../../envs/statistics.yaml"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=lambda wc, attempt: 5 * attempt,
     params:
         folder=config["stats"]["paper_counts"],
         tables=paper_table_outputs(),
@@ -192,8 +196,8 @@ rule stats_figures:
     conda:
         "../../envs/statistics.yaml"
     resources:
-        mem_mb=2000,
-        runtime=5,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 5 * attempt,
     params:
         settings=config["stats"],
         model_reader=MODEL_READER,

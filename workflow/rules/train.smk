@@ -11,8 +11,8 @@ rule assign_folds:
     conda:
         "../../envs/statistics.yaml"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=lambda wc, attempt: 5 * attempt,
     params:
         settings=config["folds"],
     script:
@@ -41,8 +41,8 @@ rule train_fold:
         "../../envs/training.yaml"
     threads: config["train"]["threads"]
     resources:
-        mem_mb=16000,
-        runtime=240,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
         gpu=1,
     params:
         settings=config["train"],
@@ -89,8 +89,8 @@ rule train_folds_stacked:
         "../../envs/training.yaml"
     threads: config["train"]["threads"]
     resources:
-        mem_mb=32000,
-        runtime=240,
+        mem_mb=lambda wc, attempt: 32000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
         gpu=1,
     params:
         settings=config["train"],

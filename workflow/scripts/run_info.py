@@ -8,4 +8,6 @@ from spinefx.evaluate.tables import write_table
 
 log = runlog.start(snakemake.log[0], "run_info")
 folds = pd.read_csv(snakemake.input.folds, sep="\t", dtype={"patient_id": str})
-write_table(run_info(snakemake.config, folds), snakemake.output.tsv, title="What was run", html_page=True)
+write_table(
+    run_info(snakemake.params.config, folds), snakemake.output.tsv, title="What was run", html_page=True
+)
