@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spinefx import demo  # noqa: E402
+from spinefx.demo import cohort as demo  # noqa: E402
 from spinefx.dicom.convert import convert_series  # noqa: E402
 from spinefx.imaging.register import register_t1_to_t2  # noqa: E402
 
