@@ -451,10 +451,12 @@ def register_t1_to_t2(
     t1_in_t2: Path | str,
     qc_json: Path | str,
     qc_png: Path | str,
-    max_translation_mm: float = 20.0,
-    max_rotation_deg: float = 10.0,
-    on_failure: str = "error",
+    max_translation_mm: float = _DEFAULTS["max_translation_mm"],
+    max_rotation_deg: float = _DEFAULTS["max_rotation_deg"],
+    on_failure: str = _DEFAULTS["on_failure"],
     qc_slice: int | None = None,
+    lesion_box: Sequence[int] | None = None,
+    mask_margin_mm: float | None = _DEFAULTS["mask_margin_mm"],
     truth: sitk.Transform | None = None,
     truth_points: np.ndarray | None = None,
     patient: str | None = None,
@@ -471,6 +473,9 @@ def register_t1_to_t2(
     same convention) and ``truth_points`` (n x 3, T2 space, mm), qc.json carries ``tre_mm`` (mean)
     and ``tre_max_mm``. Returns the qc dict.
 
+    With ``mask_margin_mm`` (not None) and ``lesion_box`` (x0, y0, x1, y1 on the T2 grid) the metric
+    sees only the box grown by that margin (:func:`lesion_mask`); without a box there is no mask.
+
     ``settings`` are the keyword settings of :func:`estimate_t1_to_t2` (transform, initialisation,
     pyramid, sampling, seed, optimiser, threads), with its defaults: they are declared once, there.
     """
@@ -480,7 +485,15 @@ def register_t1_to_t2(
     tfm, t1_in_t2, qc_json, qc_png = (Path(p) for p in (tfm, t1_in_t2, qc_json, qc_png))
     fixed = _read(t2_nii, patient)
     moving = _read(t1_nii, patient)
-    tx, report = estimate_t1_to_t2(fixed, moving, **settings)
+    mask = None
+    if mask_margin_mm is not None and lesion_box is not None:
+        try:
+            mask = lesion_mask(fixed, lesion_box, float(mask_margin_mm))
+        except ValueError as exc:
+            raise SpinefxError(
+                str(exc) + ".", patient=patient, path=t2_nii, fix="check box_x0..box_y1 in the patient sheet."
+            ) from exc
+    tx, report = estimate_t1_to_t2(fixed, moving, fixed_mask=mask, **settings)
     transform, initialisation = report["transform_type"], report["initialisation"]
     histogram_bins, n_threads = report["settings"]["histogram_bins"], report["settings"]["n_threads"]
     fixed_f = sitk.Cast(fixed, sitk.sitkFloat32)
@@ -503,6 +516,9 @@ def register_t1_to_t2(
         "parameters_settings": report["settings"],
         "motion": moved,
         "limits": {"max_translation_mm": max_translation_mm, "max_rotation_deg": max_rotation_deg},
+        "mask": None
+        if mask is None
+        else {"lesion_box": [int(v) for v in lesion_box], "margin_mm": mask_margin_mm},
     }
     if truth is not None:
         points = np.asarray(truth_points if truth_points is not None else [image_centre(fixed)], float)
