@@ -52,14 +52,18 @@ class SeriesSpec:
     slices: int
     slice_mm: float
     acquisition: tuple[int, int]
+    thickness_mm: float | None = None  # slice thickness when not slice_mm (a gap between slices)
 
 
 # default: small enough for the whole workflow on 2 cores; T2 at 1.0 mm keeps the vertebral body
 # box ~40 px wide; T1 at 1.2 mm (coarser, different matrix and FOV, as on a scanner). Phase
 # encoding (columns, anterior-posterior) is acquired at 5/6 and zero-filled, as scanners do.
+# As on a scanner the T1 slab is planned on its own: 13 slices 3.5 mm thick every 4 mm (T2: 12
+# contiguous 4 mm slices), its FOV centre offset from T2's (T1_FOV_OFFSET_MM), so the slice positions
+# and FOV differ and only the scanner frame says where the two series meet.
 GEOMETRIES: dict[str, dict[str, SeriesSpec]] = {
     "default": {
-        "t1": SeriesSpec(192, 160, (1.2, 1.2), 12, 4.0, (192, 128)),
+        "t1": SeriesSpec(192, 160, (1.2, 1.2), 13, 4.0, (192, 128), thickness_mm=3.5),
         "t2": SeriesSpec(224, 192, (1.0, 1.0), 12, 4.0, (224, 160)),
     },
     # the paper: FOV 300 mm, 4 mm slices, T1 320x192 and T2 448x224 reconstructed to 512x512
@@ -75,6 +79,9 @@ SERIES = {
     "t2": {"description": "SAG T2 FSE", "number": 4, "slope": 0.5, "intercept": -100.0},
 }
 BOX_MARGIN_MM = 4.0
+# Offset of the T1 FOV centre from the T2 one (LPS mm), drawn per patient: left-right (slice
+# direction) up to this, anterior-posterior up to this, superior-inferior this range with either sign.
+T1_FOV_OFFSET_MM = {"lr": 2.0, "ap": 8.0, "si": (10.0, 30.0)}
 
 # ---------------------------------------------------------------------------------------------
 # Labels, features, readers
@@ -307,9 +314,18 @@ def _grid(spec: SeriesSpec, centre: np.ndarray) -> SeriesGeometry:
         normal=tuple(float(v) for v in normal),
         pixel_spacing=spec.pixel_mm,
         slice_spacing=spec.slice_mm,
-        slice_thickness=spec.slice_mm,
+        slice_thickness=spec.thickness_mm or spec.slice_mm,
         shape=(spec.slices, spec.rows, spec.cols),
     )
+
+
+def t1_fov_offset(seed: int, pid: str) -> np.ndarray:
+    """Where the T1 FOV centre sits relative to the T2 one (LPS mm): its own seeded stream, so the
+    anatomy, motion and noise of a patient do not depend on it."""
+    rng = np.random.default_rng([seed, stable_seed("t1_fov", pid)])
+    lr, ap, (si_lo, si_hi) = T1_FOV_OFFSET_MM["lr"], T1_FOV_OFFSET_MM["ap"], T1_FOV_OFFSET_MM["si"]
+    si = rng.uniform(si_lo, si_hi) * rng.choice([-1.0, 1.0])
+    return np.round(np.array([rng.uniform(-lr, lr), rng.uniform(-ap, ap), si]), 2)
 
 
 def plan_patient(
@@ -348,7 +364,7 @@ def plan_patient(
         label=label,
         features=dict(features),
         anatomy=anat,
-        grids={s: _grid(specs[s], centre) for s in ("t1", "t2")},
+        grids={"t1": _grid(specs["t1"], centre + t1_fov_offset(seed, pid)), "t2": _grid(specs["t2"], centre)},
         specs=dict(specs),
         rotation_deg=rot,
         translation_mm=trans,

@@ -25,9 +25,11 @@ import SimpleITK as sitk
 
 from spinefx.atomic import atomic_path
 from spinefx.errors import SpinefxError
+from spinefx.settings import section_defaults
 
 TRANSFORMS = ("rigid", "affine")
 INITIALISATIONS = ("geometry", "scanner")
+_DEFAULTS = section_defaults("registration")  # the config schema: the one statement of every default
 
 
 class RegistrationWarning(UserWarning):
@@ -131,6 +133,64 @@ def _copy(tx: sitk.Transform) -> sitk.Transform:
     return sitk.Euler3DTransform(tx) if tx.GetName() == "Euler3DTransform" else sitk.AffineTransform(tx)
 
 
+def anisotropic_shrink_factors(
+    spacing: Sequence[float], shrink_factors: Sequence[int], size: Sequence[int] | None = None
+) -> list[tuple[int, ...]]:
+    """Per level, one shrink factor per axis: level factor s coarsens the finest axis s times and every
+    other axis only as far as that voxel size (floor), so a 4 mm slice axis next to 1 mm pixels is not
+    shrunk before the pixels reach 4 mm (SimpleITK's own pyramid shrinks every axis by s).
+
+    With ``size`` (voxels per axis) a factor never leaves fewer than 2 voxels on an axis.
+    """
+    spacing = np.asarray(spacing, float)
+    if spacing.ndim != 1 or not np.all(spacing > 0):
+        raise ValueError(f"spacing must be positive, one value per axis, got {spacing.tolist()}")
+    levels = []
+    for level in shrink_factors:
+        if int(level) != level or level < 1:
+            raise ValueError(f"shrink factors must be integers >= 1, got {level!r}")
+        target = spacing.min() * int(level)
+        factors = np.maximum(1, np.floor(target / spacing + 1e-6)).astype(int)
+        if size is not None:
+            factors = np.minimum(factors, np.maximum(1, np.asarray(size, int) // 2))
+        levels.append(tuple(int(f) for f in factors))
+    return levels
+
+
+def _pyramid_level(image: sitk.Image, factors: Sequence[int], sigma_mm: float) -> sitk.Image:
+    """Gaussian smoothing (sigma in mm on every axis, as ITK's registration pyramid) then subsampling."""
+    if sigma_mm > 0:
+        image = sitk.DiscreteGaussian(
+            image,
+            variance=float(sigma_mm) ** 2,
+            maximumKernelWidth=32,
+            maximumError=0.01,
+            useImageSpacing=True,
+        )
+    if any(f > 1 for f in factors):
+        image = sitk.Shrink(image, [int(f) for f in factors])
+    return image
+
+
+def lesion_mask(fixed: sitk.Image, box: Sequence[int], margin_mm: float) -> sitk.Image:
+    """Metric mask on the T2 grid: the lesion box (x0, y0, x1, y1: pixel columns/rows, x1/y1 exclusive)
+    grown by ``margin_mm`` in-plane, on every slice. It keeps bowel and aorta, which move on their own
+    between series, out of the metric; the box's own check is the patch step's."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    nx, ny, _ = fixed.GetSize()
+    mx = int(math.ceil(margin_mm / fixed.GetSpacing()[0]))
+    my = int(math.ceil(margin_mm / fixed.GetSpacing()[1]))
+    x0, x1 = max(0, x0 - mx), min(nx, x1 + mx)
+    y0, y1 = max(0, y0 - my), min(ny, y1 + my)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"the mask box {tuple(box)} does not overlap the {nx}x{ny} T2 image")
+    array = np.zeros(fixed.GetSize()[::-1], np.uint8)
+    array[:, y0:y1, x0:x1] = 1
+    mask = sitk.GetImageFromArray(array)
+    mask.CopyInformation(fixed)
+    return mask
+
+
 def metric_value(
     fixed: sitk.Image,
     moving: sitk.Image,
@@ -155,32 +215,36 @@ def estimate_t1_to_t2(
     fixed: sitk.Image,
     moving: sitk.Image,
     *,
-    transform: str = "rigid",
-    initialisation: str = "geometry",
-    shrink_factors: Sequence[int] = (4, 2, 1),
-    smoothing_mm: Sequence[float] = (2.0, 1.0, 1.0),
-    iterations: int = 200,
+    transform: str = _DEFAULTS["transform"],
+    initialisation: str = _DEFAULTS["initialisation"],
+    shrink_factors: Sequence[int] = tuple(_DEFAULTS["shrink_factors"]),
+    smoothing_mm: Sequence[float] = tuple(_DEFAULTS["smoothing_mm"]),
+    iterations: int = _DEFAULTS["iterations"],
     sampling: str = "random",
-    sampling_fraction: float | Sequence[float] = (0.5, 0.2, 0.1),
-    seed: int = 20220601,
-    histogram_bins: int = 16,
+    sampling_fraction: float | Sequence[float] = _DEFAULTS["sampling_fraction"],
+    seed: int = _DEFAULTS["seed"],
+    histogram_bins: int = _DEFAULTS["histogram_bins"],
     learning_rate: float = 2.0,
     min_step: float = 1e-3,
     relaxation_factor: float = 0.5,
     optimizer: str = "rsgd",
     n_threads: int | None = 1,
+    fixed_mask: sitk.Image | None = None,
 ) -> tuple[sitk.Transform, dict]:
     """Register ``moving`` (T1) to ``fixed`` (T2); return the T2->T1 transform and a report dict.
 
-    Mattes MI, multi-resolution (shrink factors, Gaussian smoothing sigmas in mm), regular-step
-    gradient descent with scales from physical shift (a unit step moves voxels ~1 mm whatever the
-    parameter). Defaults were tuned on 34 demo patients (6 seeds): 16 histogram bins and 1 mm
-    smoothing at full resolution keep the MI optimum from drifting on 4 mm sagittal slices
-    (32 bins / no smoothing: mean TRE 0.26 mm, worst 0.71 mm; these: 0.15 mm, worst 0.39 mm);
-    ``sampling_fraction`` may give one fraction per level (coarse levels are small, so sample more).
-    Sampling uses ``seed`` so the same inputs give the same transform bit for bit.
-    ``n_threads`` defaults to 1: ITK's multi-threaded metric sums in a varying order, so more
-    threads are faster but no longer bitwise reproducible (None = ITK's default).
+    Mattes MI, multi-resolution, regular-step gradient descent with scales from physical shift (a unit
+    step moves voxels ~1 mm whatever the parameter). The pyramid is built here, level by level, because
+    SimpleITK shrinks every axis alike: level factor s shrinks each image axis only as far as the finest
+    axis times s (:func:`anisotropic_shrink_factors`), so 4 mm slices are kept while 1 mm pixels are
+    pooled; both images are smoothed (``smoothing_mm``, Gaussian sigma in mm), the T2 is subsampled (the
+    samples), the T1 is interpolated at full resolution, as ITK's own pyramid does, and each level
+    starts from the transform the last one reached. 16 histogram bins and 1 mm smoothing at full
+    resolution keep the MI optimum from drifting on 4 mm sagittal slices; ``sampling_fraction`` may
+    give one fraction per level. Sampling uses ``seed`` so the same inputs give the same transform bit
+    for bit. ``fixed_mask`` (0/1 on the T2 grid, e.g. :func:`lesion_mask`) limits the metric to it.
+    ``n_threads`` defaults to 1: ITK's multi-threaded metric sums in a varying order, so more threads
+    are faster but no longer bitwise reproducible (None = ITK's default).
     If the optimiser diverges (the images stop overlapping) the initial transform is returned and
     the report says ``diverged: true``.
     """
@@ -205,62 +269,41 @@ def estimate_t1_to_t2(
     moving = sitk.Cast(moving, sitk.sitkFloat32)
     tx = _initial_transform(fixed, moving, transform, initialisation)
     initial = _copy(tx)
-
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=histogram_bins)
-    strategy = {"random": method.RANDOM, "regular": method.REGULAR, "none": method.NONE}[sampling]
-    method.SetMetricSamplingStrategy(strategy)
-    if sampling != "none":
-        method.SetMetricSamplingPercentagePerLevel(fractions, seed)
-    method.SetInterpolator(sitk.sitkLinear)
-    if optimizer == "rsgd":
-        method.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=learning_rate,
-            minStep=min_step,
-            numberOfIterations=iterations,
-            relaxationFactor=relaxation_factor,
-            gradientMagnitudeTolerance=1e-8,
-        )
-    elif optimizer == "cgls":
-        method.SetOptimizerAsConjugateGradientLineSearch(
-            learningRate=learning_rate,
-            numberOfIterations=iterations,
-            convergenceMinimumValue=1e-6,
-            convergenceWindowSize=10,
-            maximumStepSizeInPhysicalUnits=learning_rate,
-        )
-    else:
-        method.SetOptimizerAsGradientDescentLineSearch(
-            learningRate=learning_rate,
-            numberOfIterations=iterations,
-            convergenceMinimumValue=1e-6,
-            convergenceWindowSize=10,
-            maximumStepSizeInPhysicalUnits=learning_rate,
-        )
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([int(s) for s in shrink_factors])
-    method.SetSmoothingSigmasPerLevel([float(s) for s in smoothing_mm])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetInitialTransform(tx, inPlace=True)
-    if n_threads:
-        method.SetNumberOfThreads(n_threads)
+    factors = anisotropic_shrink_factors(fixed.GetSpacing(), shrink_factors, fixed.GetSize())
+    if fixed_mask is not None:
+        fixed_mask = sitk.Cast(fixed_mask, sitk.sitkUInt8)
 
     per_level: list[int] = []
-    method.AddCommand(sitk.sitkStartEvent, lambda: per_level.clear())
-    method.AddCommand(sitk.sitkMultiResolutionIterationEvent, lambda: per_level.append(0))
-
-    def _count() -> None:
-        if per_level:
-            per_level[-1] += 1
-
-    method.AddCommand(sitk.sitkIterationEvent, _count)
     start = time.perf_counter()
     diverged = None
+    stop = ""
+    final_metric = None
     try:
         with _itk_threads(n_threads):
-            method.Execute(fixed, moving)
-        stop = method.GetOptimizerStopConditionDescription()
-        final_metric = float(method.GetMetricValue())
+            for level, (level_factors, sigma, fraction) in enumerate(
+                zip(factors, smoothing_mm, fractions, strict=True)
+            ):
+                method = _level_method(
+                    optimizer, learning_rate, min_step, iterations, relaxation_factor, histogram_bins
+                )
+                strategy = {"random": method.RANDOM, "regular": method.REGULAR, "none": method.NONE}[sampling]
+                method.SetMetricSamplingStrategy(strategy)
+                if sampling != "none":
+                    method.SetMetricSamplingPercentage(fraction, seed + level)
+                if fixed_mask is not None:
+                    method.SetMetricFixedMask(fixed_mask)
+                method.SetInitialTransform(tx, inPlace=True)
+                if n_threads:
+                    method.SetNumberOfThreads(n_threads)
+                per_level.append(0)
+                method.AddCommand(
+                    sitk.sitkIterationEvent, lambda: per_level.__setitem__(-1, per_level[-1] + 1)
+                )
+                method.Execute(
+                    _pyramid_level(fixed, level_factors, sigma), _pyramid_level(moving, (1,), sigma)
+                )
+                stop = method.GetOptimizerStopConditionDescription()
+                final_metric = float(method.GetMetricValue())
     except RuntimeError as exc:  # ITK gives up when the images stop overlapping
         diverged = str(exc).strip().splitlines()[-1]
         tx = _copy(initial)
@@ -287,7 +330,11 @@ def estimate_t1_to_t2(
             "sampling_fraction": fractions,
             "seed": seed,
             "shrink_factors": [int(s) for s in shrink_factors],
+            "shrink_factors_per_axis": [list(f) for f in factors],
             "smoothing_mm": [float(s) for s in smoothing_mm],
+            "fixed_mask_voxels": None
+            if fixed_mask is None
+            else int(np.count_nonzero(sitk.GetArrayViewFromImage(fixed_mask))),
             "optimizer": {
                 "rsgd": "RegularStepGradientDescent",
                 "cgls": "ConjugateGradientLineSearch",
@@ -302,6 +349,38 @@ def estimate_t1_to_t2(
         },
     }
     return tx, report
+
+
+def _level_method(
+    optimizer: str, learning_rate: float, min_step: float, iterations: int, relaxation: float, bins: int
+) -> sitk.ImageRegistrationMethod:
+    """One resolution level's registration method (metric, interpolator, optimiser, scales)."""
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+    method.SetInterpolator(sitk.sitkLinear)
+    if optimizer == "rsgd":
+        method.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=learning_rate,
+            minStep=min_step,
+            numberOfIterations=iterations,
+            relaxationFactor=relaxation,
+            gradientMagnitudeTolerance=1e-8,
+        )
+    else:
+        setter = (
+            method.SetOptimizerAsConjugateGradientLineSearch
+            if optimizer == "cgls"
+            else method.SetOptimizerAsGradientDescentLineSearch
+        )
+        setter(
+            learningRate=learning_rate,
+            numberOfIterations=iterations,
+            convergenceMinimumValue=1e-6,
+            convergenceWindowSize=10,
+            maximumStepSizeInPhysicalUnits=learning_rate,
+        )
+    method.SetOptimizerScalesFromPhysicalShift()
+    return method
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,10 +451,12 @@ def register_t1_to_t2(
     t1_in_t2: Path | str,
     qc_json: Path | str,
     qc_png: Path | str,
-    max_translation_mm: float = 20.0,
-    max_rotation_deg: float = 10.0,
-    on_failure: str = "error",
+    max_translation_mm: float = _DEFAULTS["max_translation_mm"],
+    max_rotation_deg: float = _DEFAULTS["max_rotation_deg"],
+    on_failure: str = _DEFAULTS["on_failure"],
     qc_slice: int | None = None,
+    lesion_box: Sequence[int] | None = None,
+    mask_margin_mm: float | None = _DEFAULTS["mask_margin_mm"],
     truth: sitk.Transform | None = None,
     truth_points: np.ndarray | None = None,
     patient: str | None = None,
@@ -392,6 +473,9 @@ def register_t1_to_t2(
     same convention) and ``truth_points`` (n x 3, T2 space, mm), qc.json carries ``tre_mm`` (mean)
     and ``tre_max_mm``. Returns the qc dict.
 
+    With ``mask_margin_mm`` (not None) and ``lesion_box`` (x0, y0, x1, y1 on the T2 grid) the metric
+    sees only the box grown by that margin (:func:`lesion_mask`); without a box there is no mask.
+
     ``settings`` are the keyword settings of :func:`estimate_t1_to_t2` (transform, initialisation,
     pyramid, sampling, seed, optimiser, threads), with its defaults: they are declared once, there.
     """
@@ -401,7 +485,15 @@ def register_t1_to_t2(
     tfm, t1_in_t2, qc_json, qc_png = (Path(p) for p in (tfm, t1_in_t2, qc_json, qc_png))
     fixed = _read(t2_nii, patient)
     moving = _read(t1_nii, patient)
-    tx, report = estimate_t1_to_t2(fixed, moving, **settings)
+    mask = None
+    if mask_margin_mm is not None and lesion_box is not None:
+        try:
+            mask = lesion_mask(fixed, lesion_box, float(mask_margin_mm))
+        except ValueError as exc:
+            raise SpinefxError(
+                str(exc) + ".", patient=patient, path=t2_nii, fix="check box_x0..box_y1 in the patient sheet."
+            ) from exc
+    tx, report = estimate_t1_to_t2(fixed, moving, fixed_mask=mask, **settings)
     transform, initialisation = report["transform_type"], report["initialisation"]
     histogram_bins, n_threads = report["settings"]["histogram_bins"], report["settings"]["n_threads"]
     fixed_f = sitk.Cast(fixed, sitk.sitkFloat32)
@@ -424,6 +516,9 @@ def register_t1_to_t2(
         "parameters_settings": report["settings"],
         "motion": moved,
         "limits": {"max_translation_mm": max_translation_mm, "max_rotation_deg": max_rotation_deg},
+        "mask": None
+        if mask is None
+        else {"lesion_box": [int(v) for v in lesion_box], "margin_mm": mask_margin_mm},
     }
     if truth is not None:
         points = np.asarray(truth_points if truth_points is not None else [image_centre(fixed)], float)

@@ -258,3 +258,35 @@ def test_paper_geometry_renders_512(tmp_path):
     assert vols["t1"].shape == vols["t2"].shape == (13, 512, 512)
     x0, y0, x1, y1 = demo.lesion_box(p)
     assert min(x1 - x0, y1 - y0) >= 40
+
+
+def test_t1_is_planned_apart_from_t2_like_a_real_pair(cohort):
+    """Different slice count, positions and thickness, and an offset FOV centre: only the scanner frame
+    (ImagePositionPatient) says where T1 meets T2, as on a real scanner."""
+    patients = _sheet(cohort / "patients.tsv")
+    si_offsets = []
+    for row in patients.itertuples():
+        t1, t2 = (
+            [pydicom.dcmread(f, stop_before_pixels=True) for f in (cohort / d).glob("*.dcm")]
+            for d in (row.t1_dicom, row.t2_dicom)
+        )
+        assert len(t1) == 13 and len(t2) == 12
+        assert {float(d.SliceThickness) for d in t1} == {3.5} and {float(d.SliceThickness) for d in t2} == {
+            4.0
+        }
+        x1 = sorted(float(d.ImagePositionPatient[0]) for d in t1)
+        x2 = sorted(float(d.ImagePositionPatient[0]) for d in t2)
+        assert np.allclose(np.diff(x1), 4.0) and np.allclose(np.diff(x2), 4.0)
+        # no T1 slice shares a T2 slice position
+        assert min(abs(a - b) for a in x1 for b in x2) > 0.05
+        c1, c2 = (_read(cohort / d) for d in (row.t1_dicom, row.t2_dicom))
+        centres = [
+            np.array(img.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in img.GetSize()]))
+            for img in (c1, c2)
+        ]
+        offset = centres[0] - centres[1]
+        np.testing.assert_allclose(offset, demo.t1_fov_offset(SEED, row.patient_id), atol=1e-3)
+        si_offsets.append(abs(offset[2]))
+    assert min(si_offsets) >= 10.0 and max(si_offsets) <= 30.0
+    assert np.array_equal(demo.t1_fov_offset(SEED, "demo_001"), demo.t1_fov_offset(SEED, "demo_001"))
+    assert not np.array_equal(demo.t1_fov_offset(SEED, "demo_001"), demo.t1_fov_offset(SEED, "demo_002"))

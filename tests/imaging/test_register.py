@@ -14,7 +14,9 @@ import SimpleITK as sitk
 from spinefx.errors import SpinefxError
 from spinefx.imaging.register import (
     RegistrationWarning,
+    anisotropic_shrink_factors,
     estimate_t1_to_t2,
+    lesion_mask,
     motion,
     register_t1_to_t2,
     target_registration_error,
@@ -233,6 +235,94 @@ def test_bad_arguments(pair_files, tmp_path: Path) -> None:
         estimate_t1_to_t2(img, img, seed=0)
     with pytest.raises(ValueError, match="transform"):
         estimate_t1_to_t2(img, img, transform="bspline")
+
+
+def test_anisotropic_shrink_factors_keep_the_slice_axis() -> None:
+    # the demo T2: 1 mm pixels, 4 mm slices; SimpleITK alone would make 4 mm slices 16 mm at level 4
+    assert anisotropic_shrink_factors((1.0, 1.0, 4.0), (4, 2, 1)) == [(4, 4, 1), (2, 2, 1), (1, 1, 1)]
+    assert anisotropic_shrink_factors((1.0, 1.0, 4.0), (8,)) == [(8, 8, 2)]
+    # the paper: 300 mm / 512 px; 4 mm slices stay whole until the pixels pass 4 mm
+    assert anisotropic_shrink_factors((300 / 512, 300 / 512, 4.0), (4, 8)) == [(4, 4, 1), (8, 8, 1)]
+    assert anisotropic_shrink_factors((1.2, 1.2, 1.2), (2,)) == [(2, 2, 2)]  # isotropic: as SimpleITK
+    assert anisotropic_shrink_factors((1.0, 0.5, 4.0), (4,)) == [(2, 4, 1)]  # finest axis sets the pace
+    assert anisotropic_shrink_factors((1.0, 1.0, 4.0), (8,), size=(100, 10, 3)) == [(8, 5, 1)]
+    for bad in ((0,), (1.5,)):
+        with pytest.raises(ValueError, match="integers"):
+            anisotropic_shrink_factors((1.0, 1.0, 4.0), bad)
+    with pytest.raises(ValueError, match="positive"):
+        anisotropic_shrink_factors((1.0, 0.0, 4.0), (2,))
+
+
+def test_pyramid_report_names_the_per_axis_factors(pair_files) -> None:
+    t1, t2 = (sitk.ReadImage(str(p)) for p in pair_files)
+    _, report = estimate_t1_to_t2(t2, t1, iterations=3)
+    assert report["settings"]["shrink_factors_per_axis"] == [[4, 4, 1], [2, 2, 1], [1, 1, 1]]
+    assert len(report["iterations_per_level"]) == 3 and report["settings"]["fixed_mask_voxels"] is None
+
+
+def test_lesion_mask_limits_the_metric(pair_files, tmp_path: Path) -> None:
+    t1, t2 = pair_files
+    t2_img = sitk.ReadImage(str(t2))
+    box = (30, 50, 70, 90)
+    mask = sitk.GetArrayFromImage(lesion_mask(t2_img, box, margin_mm=10.0))
+    assert mask.shape == sitk.GetArrayFromImage(t2_img).shape
+    rows, cols = np.nonzero(mask.any(axis=0))
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (40, 99, 20, 79)  # 10 px of 1 mm each side
+    assert mask.all(axis=(1, 2)).sum() == 0 and mask.any(axis=(1, 2)).all()  # every slice, box only
+    clipped = sitk.GetArrayFromImage(lesion_mask(t2_img, (0, 0, 5, 5), margin_mm=3.0))
+    assert clipped.sum() == 12 * 8 * 8
+    with pytest.raises(ValueError, match="does not overlap"):
+        lesion_mask(t2_img, (200, 300, 210, 310), margin_mm=1.0)
+
+    wide = (10, 10, 110, 150)  # most of the spine: enough to register on
+    qc = register_t1_to_t2(
+        t1,
+        t2,
+        **_outs(tmp_path / "m"),
+        lesion_box=wide,
+        mask_margin_mm=5.0,
+        truth=TRUTH,
+        truth_points=VERTEBRAE,
+    )
+    plain = register_t1_to_t2(t1, t2, **_outs(tmp_path / "p"), lesion_box=wide, mask_margin_mm=None)
+    assert qc["mask"] == {"lesion_box": list(wide), "margin_mm": 5.0} and plain["mask"] is None
+    assert qc["parameters_settings"]["fixed_mask_voxels"] == 12 * 150 * 110
+    assert qc["parameters"] != plain["parameters"], "the mask must change what the metric sees"
+    assert qc["tre_mm"] < 0.5 and qc["status"] == "ok"
+    with pytest.raises(SpinefxError, match="does not overlap") as info:
+        register_t1_to_t2(
+            t1, t2, **_outs(tmp_path / "x"), lesion_box=(500, 500, 510, 510), mask_margin_mm=1.0
+        )
+    assert "box_x0" in info.value.fix
+
+
+def _demo_image(volume: np.ndarray, grid) -> sitk.Image:
+    """A demo series as an image, straight from its SeriesGeometry (no DICOM round trip)."""
+    image = sitk.GetImageFromArray(volume.astype(np.float32))
+    image.SetOrigin(grid.origin)
+    image.SetSpacing((grid.pixel_spacing[1], grid.pixel_spacing[0], grid.slice_spacing))
+    image.SetDirection(tuple(np.column_stack([grid.row_dir, grid.col_dir, grid.slice_normal()]).ravel()))
+    return image
+
+
+def test_scanner_initialisation_survives_an_offset_fov_where_geometry_fails() -> None:
+    """demo_001 of the default demo (seed 7): its T1 FOV centre sits 20 mm above the T2 one. Aligning
+    the FOV centres (``geometry``) starts 20 mm off and locks onto the neighbouring vertebra; the scanner
+    frame (``scanner``, the default) starts within the true motion and recovers it."""
+    from spinefx.demo import cohort as demo
+
+    p = demo.plan_patient(7, "demo_001", demo.assign_labels(80, 7, 0.263)["demo_001"])
+    assert abs(p.grids["t1"].centre() - p.grids["t2"].centre())[2] > 15
+    vols = demo.render_patient(p, seed=7)
+    t1, t2 = (_demo_image(vols[s], p.grids[s]) for s in ("t1", "t2"))
+    points = demo.visible_vertebra_centres(p)
+    assert len(points) >= 4
+    tx, report = estimate_t1_to_t2(t2, t1)
+    assert report["initialisation"] == "scanner"
+    assert target_registration_error(p.transform(), tx, points)[1] < 0.5
+    tx_geo, _ = estimate_t1_to_t2(t2, t1, initialisation="geometry")
+    mean_geo, _ = target_registration_error(p.transform(), tx_geo, points)
+    assert mean_geo > 10.0, "geometry initialisation was expected to land a vertebra off"
 
 
 def _demo():

@@ -19,7 +19,11 @@ rule register_t1_to_t2:
             labels={"patient": "{patient}"},
         ),
     log:
+        # the library writes qc.json/qc.png here first: a job that fails its checks keeps its logs, not
+        # its outputs, so the user can still look at why; on success they are copied to the outputs
         "logs/register_t1_to_t2/{patient}.log",
+        qc="logs/register_t1_to_t2/{patient}.qc.json",
+        qc_png="logs/register_t1_to_t2/{patient}.qc.png",
     benchmark:
         "benchmarks/register_t1_to_t2/{patient}.tsv"
     group:
