@@ -195,18 +195,6 @@ def test_nifti_rows_plan_nifti_input_and_write_the_contract(tmp_path: Path) -> N
     assert not (tmp_path / "logs" / "dicom_to_nifti").exists()
 
 
-@pytest.mark.skipif(dcm2niix_binary() is None, reason="dcm2niix not installed")
-def test_nifti_row_mixing_dicom_fails_the_dry_run(tmp_path: Path) -> None:
-    config = nifti_cohort(tmp_path, n_patients=4)
-    sheet = pd.read_csv(tmp_path / "patients.tsv", sep="\t", dtype=str, keep_default_na=False)
-    sheet.loc[1, "t2_dicom"] = "demo/dicom/demo_002/t2"
-    sheet.to_csv(tmp_path / "patients.tsv", sep="\t", index=False)
-    proc = snakemake(tmp_path, "-n", "--configfile", str(TINY), str(config), check=False)
-    assert proc.returncode != 0
-    out = proc.stdout + proc.stderr
-    assert "patient demo_002" in out and "fills both DICOM (t2_dicom) and NIfTI" in out
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(dcm2niix_binary() is None, reason="dcm2niix not installed")
 def test_nifti_cohort_runs_end_to_end(tmp_path: Path) -> None:
