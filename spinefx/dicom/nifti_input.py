@@ -19,10 +19,25 @@ from pathlib import Path
 import numpy as np
 
 from spinefx.atomic import atomic_path
-from spinefx.dicom.convert import PLANES, affine_ras, slice_plane
 from spinefx.dicom.nifti import PIXEL_TYPE_NAMES, write_nifti
 from spinefx.errors import SpinefxError
 
+# BIDS sidecar key -> (spinefx sidecar key, factor to spinefx units); BIDS times are in s, spinefx's in ms.
+# An allow-list, as the DICOM sidecar's: InstitutionName, dates and the like never reach results/.
+_BIDS_FIELDS = {
+    "RepetitionTime": ("repetition_time", 1000.0),
+    "EchoTime": ("echo_time", 1000.0),
+    "MagneticFieldStrength": ("field_strength", 1.0),
+    "SliceThickness": ("slice_thickness", 1.0),
+    "SeriesNumber": ("series_number", None),
+    "SeriesDescription": ("series_description", None),
+    "Modality": ("modality", None),
+    "Manufacturer": ("manufacturer", None),
+    "ManufacturersModelName": ("manufacturer_model", None),
+    "MRAcquisitionType": ("mr_acquisition_type", None),
+    "ScanningSequence": ("scanning_sequence", None),
+    "ImageType": ("image_type", None),
+}
 _AXIS_WORDS = {"sagittal": "left-right", "coronal": "anterior-posterior", "axial": "superior-inferior"}
 _NO_ORIENTATION = "NIFTI_XFORM_UNKNOWN"
 
@@ -94,6 +109,8 @@ def _read(src: Path, patient: str | None):
 
 def _check_plane(direction: np.ndarray, expect_plane: str | None, src: Path, patient: str | None) -> str:
     """The plane of the stack from its third voxel axis; the expected plane must be that axis."""
+    from spinefx.dicom.convert import slice_plane  # imports pydicom: not at Snakefile load (bids_sidecar)
+
     plane = slice_plane(direction[:, 2])
     if expect_plane is None or plane == expect_plane:
         return plane
@@ -127,6 +144,45 @@ def _volume(image) -> np.ndarray:
     return values.astype(np.float32)  # ITK's NIfTI reader has already made NaN and inf 0
 
 
+def bids_sidecar(nifti: Path | str) -> Path:
+    """The JSON a BIDS converter writes beside ``nifti`` (``x.nii.gz`` -> ``x.json``); it may not exist."""
+    nifti = Path(nifti)
+    stem = nifti.name.removesuffix(".gz").removesuffix(".nii")
+    return nifti.with_name(f"{stem}.json")
+
+
+def _bids_facts(path: Path | str | None, notes: list[str]) -> dict:
+    """Acquisition facts from a BIDS sidecar, allow-listed and in spinefx's units; a broken one is noted."""
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        bids = json.loads(Path(path).read_text())
+        if not isinstance(bids, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as err:
+        notes.append(f"BIDS sidecar {Path(path).name} not read ({err})")
+        return {}
+    facts = {}
+    for key, (ours, factor) in _BIDS_FIELDS.items():
+        value = bids.get(key)
+        if value is None:
+            continue
+        if factor is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            value = float(value) * factor
+        elif key == "SeriesNumber":
+            value = int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        elif isinstance(value, list):
+            value = "\\".join(str(v) for v in value)
+        else:
+            value = str(value)
+        facts[ours] = value
+    if facts:
+        notes.append(f"acquisition facts from the BIDS sidecar {Path(path).name}")
+    return facts
+
+
 def import_nifti(
     src: Path | str,
     out_nii: Path | str,
@@ -135,13 +191,16 @@ def import_nifti(
     patient: str | None = None,
     expect_plane: str | None = None,
     lesion_slice: int | None = None,
+    bids_json: Path | str | None = None,
     compression_level: int = 1,
 ) -> dict:
     """Check the NIfTI ``src`` and write it as ``out_nii`` with the sidecar ``out_json``; return the sidecar.
 
     With ``expect_plane`` (sagittal, coronal, axial) the file's third voxel axis must be that plane's
     normal, as ``convert_series`` demands of a DICOM stack. ``lesion_slice`` (the T2W's, 0-based along
-    the third axis) must be a slice of the file. Nothing is written when a check fails.
+    the third axis) must be a slice of the file. ``bids_json`` (a BIDS sidecar, e.g. dcm2niix's) fills
+    the acquisition facts (TR and TE in ms, field strength, ...) that a NIfTI header lacks; without it
+    they are None. Nothing is written when a check fails.
     """
     src = Path(src)
     if not src.is_file():
@@ -151,6 +210,8 @@ def import_nifti(
             path=src,
             fix="set t1_nifti/t2_nifti in the sheet to the file, relative to the sheet.",
         )
+    from spinefx.dicom.convert import PLANES, affine_ras
+
     if expect_plane is not None and expect_plane not in PLANES:
         raise ValueError(f"expect_plane must be one of {PLANES}, not {expect_plane!r}")
     image, header = _read(src, patient)
@@ -166,6 +227,8 @@ def import_nifti(
             fix="set lesion_slice in the sheet to the 0-based index of the T2W slice the box was drawn on.",
         )
     volume = _volume(image)
+    notes = [] if size[2] > 1 else ["single-slice volume"]
+    facts = _bids_facts(bids_json, notes)
     spacing = [float(v) for v in image.GetSpacing()]
     affine = affine_ras(image)
     meta = {
@@ -199,9 +262,10 @@ def import_nifti(
         "converter": "spinefx.dicom.nifti_input",
         "source": "nifti",
         "source_data_type": header.get("datatype"),
-        "notes": [] if size[2] > 1 else ["single-slice volume"],
+        "notes": notes,
         "plane": plane,
     }
+    meta.update(facts)
     out_nii, out_json = Path(out_nii), Path(out_json)
     with atomic_path(out_nii) as tmp:
         write_nifti(tmp, volume, affine, compression_level=compression_level)
@@ -210,4 +274,4 @@ def import_nifti(
     return meta
 
 
-__all__ = ["import_nifti"]
+__all__ = ["bids_sidecar", "import_nifti"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spinefx.dicom.convert import convert_series
-from spinefx.dicom.nifti_input import import_nifti
+from spinefx.dicom.nifti_input import bids_sidecar, import_nifti
 from spinefx.errors import SpinefxError
 
 from dicom_fixtures import dcm2niix_binary, rotation, run_dcm2niix, structured_volume, write_fixture
@@ -162,3 +162,32 @@ def test_refusals_name_the_file_and_write_nothing(
         assert needle in message
     assert "P7" in message and str(src) in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_bids_sidecar_fills_the_acquisition_facts_and_nothing_else(tmp_path: Path) -> None:
+    """TR/TE from seconds to ms, lists joined as DICOM does; what is not allow-listed stays out."""
+    src = _write(tmp_path / "sub-01_T2w.nii.gz", _DATA, _sagittal_affine())
+    bids = tmp_path / "sub-01_T2w.json"
+    assert bids_sidecar(src) == bids and bids_sidecar(tmp_path / "x.nii") == tmp_path / "x.json"
+    facts = {
+        "RepetitionTime": 3.2,
+        "EchoTime": 0.09,
+        "MagneticFieldStrength": 1.5,
+        "SeriesNumber": 4,
+        "SeriesDescription": "SAG T2 FSE",
+        "ImageType": ["ORIGINAL", "PRIMARY", "M"],
+        "InstitutionName": "ST. EXAMPLE HOSPITAL",
+        "AcquisitionDateTime": "2021-03-04T10:11:12",
+        "SliceThickness": "4",  # not a number: left out rather than guessed
+    }
+    bids.write_text(json.dumps(facts))
+    meta = import_nifti(src, tmp_path / "o.nii.gz", tmp_path / "o.json", bids_json=bids)
+    assert meta["repetition_time"] == pytest.approx(3200.0) and meta["echo_time"] == pytest.approx(90.0)
+    assert meta["field_strength"] == 1.5 and meta["series_number"] == 4
+    assert meta["series_description"] == "SAG T2 FSE" and meta["image_type"] == "ORIGINAL\\PRIMARY\\M"
+    assert meta["slice_thickness"] is None
+    written = (tmp_path / "o.json").read_text()
+    assert "HOSPITAL" not in written and "2021" not in written
+    bids.write_text("{not json")
+    meta = import_nifti(src, tmp_path / "o.nii.gz", tmp_path / "o.json", bids_json=bids)
+    assert meta["repetition_time"] is None and any("not read" in n for n in meta["notes"])

@@ -190,6 +190,9 @@ def test_nifti_rows_plan_nifti_input_and_write_the_contract(tmp_path: Path) -> N
     given = nib.load(str(tmp_path / row["t2_nifti"]))
     np.testing.assert_array_equal(ours.get_fdata(), given.get_fdata())
     np.testing.assert_allclose(ours.affine, given.affine, atol=1e-4)
+    dicom = next((tmp_path / "demo" / "dicom" / "demo_001" / "t2").iterdir())
+    tr = float(pydicom.dcmread(dicom, stop_before_pixels=True).RepetitionTime)
+    assert sidecar["repetition_time"] == pytest.approx(tr)  # from dcm2niix's BIDS JSON, in ms again
     log = (tmp_path / "logs/nifti_input/demo_001_t2.log").read_text()
     assert f"lesion_slice {row['lesion_slice']}" in log
     assert not (tmp_path / "logs" / "dicom_to_nifti").exists()

@@ -17,6 +17,7 @@ os.environ.update(
 sys.path.insert(0, workflow.basedir)
 
 from spinefx import sheets  # noqa: E402
+from spinefx.dicom import nifti_input  # noqa: E402
 from spinefx.evaluate import report_tables  # noqa: E402
 from spinefx.errors import SpinefxError  # noqa: E402
 
@@ -162,7 +163,9 @@ def dicom_inputs(wildcards):
 def nifti_inputs(wildcards):
     """The NIfTI file of one series of a patient whose sheet row gives NIfTI (issue 14 item 4)."""
     table = PREDICT_TABLE if wildcards.patient in PREDICT_PATIENTS else PATIENT_TABLE
-    return {"nifti": table.loc[wildcards.patient, f"{wildcards.series}_path"]}
+    nifti = table.loc[wildcards.patient, f"{wildcards.series}_path"]
+    bids_json = nifti_input.bids_sidecar(nifti)  # TR, TE, ... when a BIDS converter left one
+    return {"nifti": nifti, **({"bids_json": str(bids_json)} if bids_json.is_file() else {})}
 
 
 def patient_record(wildcards):

@@ -13,13 +13,16 @@ sidecar = import_nifti(
     patient=patient,
     expect_plane="sagittal",
     lesion_slice=record["lesion_slice"] if series == "t2" else None,
+    bids_json=snakemake.input.get("bids_json"),
 )
 log.info(
-    "%s %s: NIfTI, %d slices, size %s, spacing %s, lesion_slice %s",
+    "%s %s: NIfTI, %d slices, size %s, spacing %s, lesion_slice %s, TR %s ms, TE %s ms",
     patient,
     series,
     sidecar["n_slices"],
     sidecar["size"],
     sidecar["spacing"],
     record["lesion_slice"],
+    sidecar["repetition_time"],
+    sidecar["echo_time"],
 )
