@@ -18,6 +18,7 @@ RULES = REPO / "workflow" / "rules"
 ORDER = ["common", "demo", "convert", "register", "patches", "train", "stats", "predict"]
 SECTIONS = ("input", "output", "log", "benchmark", "params", "conda", "resources", "threads", "script", "run")
 OTHER = ("group", "default_target", "localrule", "shell", "wrapper", "message", "priority")
+OTHER += ("wildcard_constraints",)
 
 
 def _rules(text: str) -> list[dict]:

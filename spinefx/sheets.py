@@ -16,19 +16,15 @@ from spinefx.errors import SpinefxError
 from spinefx.features import FEATURES, LABELS
 
 PATIENT_ID = re.compile(r"^[A-Za-z0-9_-]+$")
-PATIENT_COLUMNS = (
-    "patient_id",
-    "label",
-    "t1_dicom",
-    "t2_dicom",
-    "lesion_instance",
-    "box_x0",
-    "box_y0",
-    "box_x1",
-    "box_y1",
-)
+BASE_PATIENT_COLUMNS = ("patient_id", "label", "box_x0", "box_y0", "box_x1", "box_y1")
+# A row gives its images one of two ways (issue 14 item 4): DICOM series, or NIfTI files already converted.
+DICOM_COLUMNS = ("t1_dicom", "t2_dicom", "lesion_instance")
+NIFTI_COLUMNS = ("t1_nifti", "t2_nifti", "lesion_slice")
+PATIENT_COLUMNS = (*BASE_PATIENT_COLUMNS[:2], *DICOM_COLUMNS, *BASE_PATIENT_COLUMNS[2:])  # a DICOM sheet
 OPTIONAL_PATIENT_COLUMNS = ("t1_series_uid", "t2_series_uid")
 INT_COLUMNS = ("lesion_instance", "box_x0", "box_y0", "box_x1", "box_y1")
+BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
 READER_COLUMNS = ("patient_id", "reader", "call")
 
 
@@ -80,12 +76,121 @@ def _check_labels(df: pd.DataFrame, path: Path, column: str) -> None:
 UNLABELLED = "unknown"  # the label of a patient of the `predict:` sheet (new patients, truth unknown)
 
 
+def _require_input_columns(df: pd.DataFrame, path: Path) -> None:
+    """The sheet holds every DICOM column or every NIfTI column (or both, each row filling one kind)."""
+    if all(c in df.columns for c in DICOM_COLUMNS) or all(c in df.columns for c in NIFTI_COLUMNS):
+        return
+    nifti_only = any(c in df.columns for c in NIFTI_COLUMNS) and not any(
+        c in df.columns for c in DICOM_COLUMNS
+    )
+    wanted, other = (NIFTI_COLUMNS, DICOM_COLUMNS) if nifti_only else (DICOM_COLUMNS, NIFTI_COLUMNS)
+    missing = [c for c in wanted if c not in df.columns]
+    raise SpinefxError(
+        f"missing column(s) {', '.join(missing)}; found {', '.join(df.columns) or 'none'}.",
+        path=path,
+        fix=f"give each patient's images as DICOM ({', '.join(DICOM_COLUMNS)}) or as NIfTI "
+        f"({', '.join(NIFTI_COLUMNS)}); the sheet needs all the columns of the kind it uses "
+        f"(here {', '.join(wanted)}; the other kind is {', '.join(other)}).",
+    )
+
+
+def _whole_number(pid: str, col: str, value: str, path: Path, what: str) -> int:
+    if not re.fullmatch(r"-?\d+", value):
+        raise SpinefxError(
+            f"{col} is {value!r}, not a whole number.",
+            patient=pid,
+            path=path,
+            fix=f"write {col} as an integer ({what}).",
+        )
+    return int(value)
+
+
+def _row_source(row: pd.Series, path: Path) -> str:
+    """'dicom' or 'nifti': which kind of input a row fills; a row mixing both or with neither is refused."""
+    pid = row["patient_id"]
+    dicom = [c for c in (*DICOM_COLUMNS, *OPTIONAL_PATIENT_COLUMNS) if row[c]]
+    nifti = [c for c in NIFTI_COLUMNS if row[c]]
+    if dicom and nifti:
+        raise SpinefxError(
+            f"the row fills both DICOM ({', '.join(dicom)}) and NIfTI ({', '.join(nifti)}) columns.",
+            patient=pid,
+            path=path,
+            fix=f"give this patient's images one way: either {', '.join(DICOM_COLUMNS)} or "
+            f"{', '.join(NIFTI_COLUMNS)}, and leave the other columns empty.",
+        )
+    if not dicom and not nifti:
+        raise SpinefxError(
+            f"the row has no images: {', '.join(DICOM_COLUMNS + NIFTI_COLUMNS)} are all empty.",
+            patient=pid,
+            path=path,
+            fix=f"fill {', '.join(DICOM_COLUMNS)} (DICOM series) or {', '.join(NIFTI_COLUMNS)} "
+            "(NIfTI files already converted).",
+        )
+    source, needed = ("nifti", NIFTI_COLUMNS) if nifti else ("dicom", DICOM_COLUMNS)
+    missing = [c for c in needed if not row[c]]
+    if missing:
+        raise SpinefxError(
+            f"{'NIfTI' if nifti else 'DICOM'} input without {', '.join(missing)}.",
+            patient=pid,
+            path=path,
+            fix=f"a {'NIfTI' if nifti else 'DICOM'} row needs all of {', '.join(needed)}.",
+        )
+    return source
+
+
+def _input_paths(df: pd.DataFrame, path: Path, check_files: bool) -> None:
+    """Add t1_path/t2_path: the row's DICOM folder or NIfTI file, resolved relative to the sheet."""
+    base = path.parent
+    for series in ("t1", "t2"):
+        resolved = []
+        for pid, source, dicom, nifti in zip(
+            df["patient_id"], df["source"], df[f"{series}_dicom"], df[f"{series}_nifti"], strict=True
+        ):
+            target = (base / (nifti if source == "nifti" else dicom)).resolve()
+            if source == "nifti":
+                if not target.name.endswith(NIFTI_SUFFIXES):
+                    raise SpinefxError(
+                        f"{series}_nifti {target} is not a .nii or .nii.gz file.",
+                        patient=pid,
+                        path=path,
+                        fix=f"set {series}_nifti to the NIfTI file of the {series.upper()}W volume "
+                        "(e.g. BIDS sub-*/anat/*_T1w.nii.gz), relative to the sheet.",
+                    )
+                if check_files and not target.is_file():
+                    raise SpinefxError(
+                        f"{series}_nifti file {target} does not exist.",
+                        patient=pid,
+                        path=path,
+                        fix=f"set {series}_nifti to the NIfTI file of the {series.upper()}W volume, "
+                        "relative to the sheet.",
+                    )
+            elif check_files and not target.is_dir():
+                raise SpinefxError(
+                    f"{series}_dicom folder {target} does not exist.",
+                    patient=pid,
+                    path=path,
+                    fix=f"set {series}_dicom to the folder of the {series.upper()}W series, "
+                    "relative to the sheet.",
+                )
+            resolved.append(str(target))
+        df[f"{series}_path"] = resolved
+
+
+def _int_column(values: list[int | None]) -> pd.Series | list[int]:
+    """Whole numbers as an int column; with gaps (the other kind's rows) as objects holding None."""
+    return values if None not in values else pd.Series(values, dtype=object)
+
+
 def load_patients(
     path: str | Path, *, check_files: bool = True, labelled: bool | None = True
 ) -> pd.DataFrame:
     """Read patients.tsv, check every row, and return it typed, indexed by patient_id.
 
-    Adds ``t1_path`` and ``t2_path``: the DICOM folders resolved relative to the sheet.
+    A row gives its images as DICOM (``t1_dicom``, ``t2_dicom``, ``lesion_instance``) or as NIfTI
+    files already converted (``t1_nifti``, ``t2_nifti``, ``lesion_slice``, the 0-based index along the
+    T2W file's third voxel axis); ``source`` says which (``dicom`` / ``nifti``), and the other kind's
+    columns are None. Adds ``t1_path`` and ``t2_path``: the DICOM folders or NIfTI files resolved
+    relative to the sheet.
     ``labelled=False`` reads a `predict:` sheet of new patients: the same columns without ``label``
     (a label there is refused, so truth cannot reach the prediction), every label ``unknown``;
     ``None`` accepts either.
@@ -101,7 +206,8 @@ def load_patients(
     if labelled is not True and "label" not in df.columns:
         df["label"] = UNLABELLED
         labelled = False
-    _require_columns(df, PATIENT_COLUMNS, path)
+    _require_columns(df, BASE_PATIENT_COLUMNS, path)
+    _require_input_columns(df, path)
     if df.empty:
         raise SpinefxError("the sheet has no patients.", path=path)
     _check_ids(df, path)
@@ -114,19 +220,38 @@ def load_patients(
         )
     if labelled is not False:
         _check_labels(df, path, "label")
-    for col in OPTIONAL_PATIENT_COLUMNS:
+    for col in (*OPTIONAL_PATIENT_COLUMNS, *DICOM_COLUMNS, *NIFTI_COLUMNS):
         if col not in df.columns:
             df[col] = ""
-    for col in INT_COLUMNS:
-        for pid, value in zip(df["patient_id"], df[col], strict=True):
-            if not re.fullmatch(r"-?\d+", value):
-                raise SpinefxError(
-                    f"{col} is {value!r}, not a whole number.",
-                    patient=pid,
-                    path=path,
-                    fix=f"write {col} as an integer (pixels for the box, InstanceNumber for the lesion).",
-                )
-        df[col] = df[col].astype(int)
+    df["source"] = [_row_source(row, path) for _, row in df.iterrows()]
+    for col in BOX_COLUMNS:
+        df[col] = [
+            _whole_number(p, col, v, path, "pixels") for p, v in zip(df["patient_id"], df[col], strict=True)
+        ]
+    instances = []
+    slices = []
+    for pid, source, inst, k in zip(
+        df["patient_id"], df["source"], df["lesion_instance"], df["lesion_slice"], strict=True
+    ):
+        if source == "dicom":
+            instances.append(
+                _whole_number(pid, "lesion_instance", inst, path, "InstanceNumber for the lesion")
+            )
+            slices.append(None)
+            continue
+        k = _whole_number(pid, "lesion_slice", k, path, "the 0-based T2W slice index")
+        if k < 0:
+            raise SpinefxError(
+                f"lesion_slice is {k}; slice indices start at 0.",
+                patient=pid,
+                path=path,
+                fix="lesion_slice is the 0-based index of the lesion slice along the T2W NIfTI's third "
+                "voxel axis (the first slice is 0).",
+            )
+        instances.append(None)
+        slices.append(k)
+    df["lesion_instance"] = _int_column(instances)
+    df["lesion_slice"] = _int_column(slices)
     for row in df.itertuples():
         if row.box_x0 < 0 or row.box_y0 < 0:
             raise SpinefxError(
@@ -142,21 +267,9 @@ def load_patients(
                 path=path,
                 fix="box_x1/box_y1 are exclusive and must be larger than box_x0/box_y0.",
             )
-    base = path.parent
-    for series in ("t1", "t2"):
-        df[f"{series}_path"] = [str((base / p).resolve()) if p else "" for p in df[f"{series}_dicom"]]
-        if check_files:
-            for pid, folder in zip(df["patient_id"], df[f"{series}_path"], strict=True):
-                if not folder or not Path(folder).is_dir():
-                    raise SpinefxError(
-                        f"{series}_dicom folder {folder or '(empty)'} does not exist.",
-                        patient=pid,
-                        path=path,
-                        fix=f"set {series}_dicom to the folder of the {series.upper()}W series, "
-                        "relative to the sheet.",
-                    )
-    for col in OPTIONAL_PATIENT_COLUMNS:
-        df[col] = [v or None for v in df[col]]
+    _input_paths(df, path, check_files)
+    for col in (*OPTIONAL_PATIENT_COLUMNS, "t1_dicom", "t2_dicom", "t1_nifti", "t2_nifti"):
+        df[col] = pd.Series([v or None for v in df[col]], index=df.index, dtype=object)
     return df.set_index("patient_id", drop=False)
 
 
@@ -230,6 +343,7 @@ def patient_record(patients: pd.DataFrame, patient: str) -> dict:
     if patient not in patients.index:
         raise SpinefxError("patient is not in the sheet.", patient=patient)
     row = patients.loc[patient]
+    source = str(row["source"]) if "source" in row.index else "dicom"
     return {
         "patient_id": patient,
         "label": str(row["label"]),
@@ -237,7 +351,11 @@ def patient_record(patients: pd.DataFrame, patient: str) -> dict:
         "t2_path": str(row["t2_path"]),
         "t1_series_uid": row["t1_series_uid"],
         "t2_series_uid": row["t2_series_uid"],
-        "lesion_instance": int(row["lesion_instance"]),
+        "source": source,
+        # A NIfTI's slice k carries the number k + 1 in its sidecar (spinefx.dicom.nifti_input), so every
+        # later step finds the lesion slice the same way for both kinds of input.
+        "lesion_instance": int(row["lesion_slice"]) + 1 if source == "nifti" else int(row["lesion_instance"]),
+        "lesion_slice": int(row["lesion_slice"]) if source == "nifti" else None,
         "box": [int(row["box_x0"]), int(row["box_y0"]), int(row["box_x1"]), int(row["box_y1"])],
     }
 

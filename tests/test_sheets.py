@@ -135,3 +135,100 @@ def test_predict_sheet_has_no_label_and_refuses_one(tmp_path: Path) -> None:
         sheets.load_patients(write_sheet(tmp_path / "labelled", [row("P3")]), labelled=False)
     with pytest.raises(SpinefxError, match="missing column"):
         sheets.load_patients(path)  # a cohort sheet still needs its labels
+
+
+NIFTI_HEADER = "patient_id\tlabel\tt1_nifti\tt2_nifti\tlesion_slice\tbox_x0\tbox_y0\tbox_x1\tbox_y1\n"
+
+
+def nifti_row(pid: str = "N1", label: str = "benign", k: str = "4", ext: str = ".nii.gz") -> str:
+    anat = f"bids/sub-{pid}/anat/sub-{pid}"
+    return f"{pid}\t{label}\t{anat}_T1w{ext}\t{anat}_T2w{ext}\t{k}\t1\t2\t30\t40"
+
+
+def write_nifti_files(tmp_path: Path, pids=("N1", "N2")) -> None:
+    for pid in pids:
+        anat = tmp_path / "bids" / f"sub-{pid}" / "anat"
+        anat.mkdir(parents=True, exist_ok=True)
+        for s in ("T1w", "T2w"):
+            (anat / f"sub-{pid}_{s}.nii.gz").write_bytes(b"")  # the sheet checks presence; the rule the rest
+
+
+def _mixed_row(r: str) -> str:
+    """A NIfTI row in a sheet of both kinds of column (HEADER + the NIfTI columns): DICOM cells empty."""
+    pid, label, t1, t2, k, *box = r.split("\t")
+    return "\t".join([pid, label, "", "", "", *box, t1, t2, k])
+
+
+def test_nifti_rows_are_typed_and_resolved(tmp_path: Path) -> None:
+    """NIfTI input (issue 14 item 4): files instead of folders, a 0-based T2 slice instead of an
+    InstanceNumber; a sheet may hold both kinds of row."""
+    write_nifti_files(tmp_path)
+    header = HEADER.rstrip("\n") + "\tt1_nifti\tt2_nifti\tlesion_slice\n"
+    rows = [
+        row("P1") + "\t\t\t",
+        _mixed_row(nifti_row("N1")),
+        _mixed_row(nifti_row("N2", "malignant", k="0")),
+    ]
+    path = write_sheet(tmp_path, rows, header)
+    df = sheets.load_patients(path)
+    assert list(df["source"]) == ["dicom", "nifti", "nifti"]
+    assert Path(df.loc["N1", "t2_path"]) == (tmp_path / "bids/sub-N1/anat/sub-N1_T2w.nii.gz").resolve()
+    assert Path(df.loc["P1", "t2_path"]) == (tmp_path / "dicom/P1/t2").resolve()
+    assert df.loc["N1", "lesion_instance"] is None and df.loc["P1", "lesion_slice"] is None
+    assert df.loc["N1", "t1_dicom"] is None and df.loc["P1", "t1_nifti"] is None
+    rec = sheets.patient_record(df, "N2")
+    assert rec["source"] == "nifti" and rec["lesion_slice"] == 0
+    assert rec["lesion_instance"] == 1  # slice k is number k + 1 in the NIfTI sidecar
+    assert sheets.patient_record(df, "P1")["lesion_instance"] == 6
+    assert sheets.patient_record(df, "P1")["source"] == "dicom"
+    only = tmp_path / "only.tsv"  # a sheet with the NIfTI columns only
+    only.write_text(NIFTI_HEADER + nifti_row("N1") + "\n" + nifti_row("N2", k="3", ext=".nii.gz") + "\n")
+    df = sheets.load_patients(only)
+    assert list(df["lesion_slice"]) == [4, 3] and df["lesion_slice"].dtype.kind == "i"
+    assert sheets.resolve_record({}, only, "N2")["lesion_instance"] == 4
+
+
+@pytest.mark.parametrize(
+    ("cells", "needle"),
+    [
+        ({"t1_dicom": "dicom/P1/t1"}, "fills both DICOM (t1_dicom) and NIfTI"),
+        ({"lesion_instance": "6"}, "fills both DICOM (lesion_instance)"),
+        ({"t2_series_uid": "1.2.3"}, "fills both DICOM (t2_series_uid)"),
+        ({"t1_nifti": "", "t2_nifti": "", "lesion_slice": ""}, "has no images"),
+        ({"lesion_slice": ""}, "NIfTI input without lesion_slice"),
+        ({"t2_nifti": ""}, "NIfTI input without t2_nifti"),
+        ({"lesion_slice": "-1"}, "slice indices start at 0"),
+        ({"lesion_slice": "4.5"}, "lesion_slice is '4.5', not a whole number"),
+        ({"t2_nifti": "bids/sub-N1/anat/sub-N1_T2w.mha"}, "is not a .nii or .nii.gz file"),
+        ({"t2_nifti": "bids/sub-N9/anat/sub-N9_T2w.nii.gz"}, "t2_nifti file"),
+    ],
+)
+def test_bad_nifti_rows_are_refused_clearly(tmp_path: Path, cells: dict, needle: str) -> None:
+    write_nifti_files(tmp_path)
+    columns = [*HEADER.split(), "t1_series_uid", "t2_series_uid", "t1_nifti", "t2_nifti", "lesion_slice"]
+    values = dict.fromkeys(columns, "")
+    values.update(patient_id="N1", label="benign", box_x0="1", box_y0="2", box_x1="30", box_y1="40")
+    values.update(
+        t1_nifti="bids/sub-N1/anat/sub-N1_T1w.nii.gz", t2_nifti="bids/sub-N1/anat/sub-N1_T2w.nii.gz"
+    )
+    values["lesion_slice"] = "4"
+    values.update(cells)
+    path = write_sheet(tmp_path, ["\t".join(values[c] for c in columns)], "\t".join(columns) + "\n")
+    with pytest.raises(SpinefxError) as info:
+        sheets.load_patients(path)
+    message = str(info.value)
+    assert needle in message, message
+    assert "patient N1" in message and str(path) in message
+
+
+def test_sheet_without_either_kind_of_columns_names_both(tmp_path: Path) -> None:
+    path = write_sheet(
+        tmp_path, ["P1\tbenign\t1\t2\t3\t4"], "patient_id\tlabel\tbox_x0\tbox_y0\tbox_x1\tbox_y1\n"
+    )
+    with pytest.raises(
+        SpinefxError, match=r"missing column\(s\) t1_dicom, t2_dicom, lesion_instance.*t1_nifti"
+    ):
+        sheets.load_patients(path)
+    path = write_sheet(tmp_path, [], NIFTI_HEADER.replace("\tlesion_slice", ""))
+    with pytest.raises(SpinefxError, match=r"missing column\(s\) lesion_slice;"):
+        sheets.load_patients(path)

@@ -1,6 +1,7 @@
 """Everything that is not a rule: config and sheet validation, wildcard constraints, input functions."""
 
 import os
+import re
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -16,6 +17,7 @@ os.environ.update(
 sys.path.insert(0, workflow.basedir)
 
 from spinefx import sheets  # noqa: E402
+from spinefx.dicom import nifti_input  # noqa: E402
 from spinefx.evaluate import report_tables  # noqa: E402
 from spinefx.errors import SpinefxError  # noqa: E402
 
@@ -107,8 +109,34 @@ else:
             )
 
 
+# NIfTI input (issue 14 item 4): which rule writes results/nifti/{patient}/ is fixed by the sheet when it
+# loads, through each rule's patient constraint, so `snakemake -n` shows the one rule per patient.
+PATIENT_WILDCARD = r"[A-Za-z0-9_-]+"
+NIFTI_PATIENTS = [
+    p
+    for table in (PATIENT_TABLE if not (DEMO or STATS_ONLY) else None, PREDICT_TABLE)
+    if table is not None
+    for p in table.index[table["source"] == "nifti"]
+]
+
+
+def patients_regex(chosen, everyone):
+    """A patient wildcard constraint matching exactly ``chosen`` among ``everyone``."""
+    chosen = sorted(set(chosen))
+    if not chosen:
+        return r"(?!x)x"  # matches nothing
+    if set(everyone) <= set(chosen):
+        return PATIENT_WILDCARD
+    return "|".join(re.escape(p) for p in chosen)
+
+
+ALL_PATIENTS = PATIENTS + PREDICT_PATIENTS
+NIFTI_PATIENT_RE = patients_regex(NIFTI_PATIENTS, ALL_PATIENTS)
+DICOM_PATIENT_RE = patients_regex(set(ALL_PATIENTS) - set(NIFTI_PATIENTS), ALL_PATIENTS)
+
+
 wildcard_constraints:
-    patient=r"[A-Za-z0-9_-]+",
+    patient=PATIENT_WILDCARD,
     series=r"t1|t2",
     fold=r"\d+",
 
@@ -130,6 +158,18 @@ def dicom_inputs(wildcards):
         PREDICT_TABLE if wildcards.patient in PREDICT_PATIENTS else PATIENT_TABLE
     )  # issue 17
     return {"dicom": table.loc[wildcards.patient, f"{wildcards.series}_path"]}
+
+
+def nifti_inputs(wildcards):
+    """The NIfTI file of one series of a patient whose sheet row gives NIfTI (issue 14 item 4)."""
+    table = PREDICT_TABLE if wildcards.patient in PREDICT_PATIENTS else PATIENT_TABLE
+    nifti = table.loc[wildcards.patient, f"{wildcards.series}_path"]
+    # TR, TE, ... when a BIDS converter left one beside the file
+    bids_json = nifti_input.bids_sidecar(nifti)
+    return {
+        "nifti": nifti,
+        **({"bids_json": str(bids_json)} if bids_json.is_file() else {}),
+    }
 
 
 def patient_record(wildcards):
