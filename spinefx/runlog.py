@@ -39,6 +39,17 @@ def slurm_context(environ: Mapping[str, str]) -> str | None:
     return "SLURM job: " + " ".join(f"{k}={environ.get(k, '-')}" for k in SLURM_VARIABLES)
 
 
+def software_context() -> str:
+    """One line naming the Python that runs the step and the spinefx it imported (file and version), so a
+    log shows whether a job ran in a container image's environment or on the checkout."""
+    import spinefx
+
+    return (
+        f"software: python={sys.executable} ({sys.version.split()[0]}) "
+        f"spinefx={spinefx.__version__} from {Path(spinefx.__file__).parent}"
+    )
+
+
 def start(log_path: str | Path, name: str = "spinefx") -> logging.Logger:
     """Send stderr, warnings and logging to ``log_path``; return a logger for the script."""
     log_path = Path(log_path)
@@ -57,6 +68,7 @@ def start(log_path: str | Path, name: str = "spinefx") -> logging.Logger:
         handle.flush()
 
     sys.excepthook = hook
+    logging.getLogger(name).info(software_context())
     context = slurm_context(os.environ)
     if context:
         logging.getLogger(name).info(context)

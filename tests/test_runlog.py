@@ -29,3 +29,18 @@ def test_start_logs_the_slurm_job(tmp_path: Path, monkeypatch) -> None:
     logging.getLogger().handlers[0].flush()
     assert "SLURM job: SLURM_JOB_ID=7 " in log.read_text() and "CUDA_VISIBLE_DEVICES=0" in log.read_text()
     logging.basicConfig(force=True)
+
+
+def test_start_logs_the_python_and_spinefx_it_runs_on(tmp_path: Path, monkeypatch) -> None:
+    """The log names this interpreter and the spinefx it imported (a container job shows the image's)."""
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    log = tmp_path / "logs" / "step.log"
+    runlog.start(log, "step")
+    logging.getLogger().handlers[0].flush()
+    import spinefx
+
+    line = next(x for x in log.read_text().splitlines() if "software: " in x)
+    assert f"python={sys.executable} (" in line
+    assert line.endswith(f"spinefx={spinefx.__version__} from {Path(spinefx.__file__).parent}")
+    logging.basicConfig(force=True)

@@ -7,11 +7,21 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# Scripts import the spinefx library from this checkout, in every environment a job may run in
-# (local, conda, container, a SLURM job that re-reads this file).
+# Scripts import the spinefx library from this checkout in every environment a job may run in (local,
+# conda, the conda image, a SLURM job that re-reads this file), except in the pip image
+# (`--sdm apptainer` without conda): there the image's installed spinefx runs, and the checkout is
+# taken off PYTHONPATH (apptainer passes the host's environment in, and the working directory may be
+# the checkout itself). Snakemake itself (planning, input functions) always uses the checkout's.
+_SDM = {str(m) for m in workflow.deployment_settings.deployment_method}
+IMAGE_SPINEFX = "apptainer" in _SDM and "conda" not in _SDM
+_PYTHONPATH = [
+    p
+    for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if p and os.path.realpath(p) != os.path.realpath(workflow.basedir)
+]
 os.environ.update(
     PYTHONPATH=os.pathsep.join(
-        p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
+        _PYTHONPATH if IMAGE_SPINEFX else [workflow.basedir, *_PYTHONPATH]
     )
 )
 sys.path.insert(0, workflow.basedir)
