@@ -162,8 +162,9 @@ def nifti_cohort(tmp_path: Path, n_patients: int = 6, keep_dicom: tuple[str, ...
 def _planned(stdout: str) -> dict[tuple[str, str], str]:
     """(patient, series) -> the rule a dry run plans to write results/nifti/{patient}/{series}.nii.gz."""
     found = {}
-    for block in re.split(r"\n(?=rule \w+:)", stdout):
-        rule = re.match(r"rule (\w+):", block)
+    # a group's jobs (the per-patient group `patient`) are printed indented under their group job
+    for block in re.split(r"\n(?=\s*rule \w+:)", stdout):
+        rule = re.match(r"\s*rule (\w+):", block)
         wild = re.search(r"wildcards: patient=([\w-]+), series=(t[12])", block)
         if rule and wild and rule.group(1) in ("dicom_to_nifti", "nifti_input"):
             found[wild.groups()] = rule.group(1)
