@@ -5,7 +5,8 @@ applies it about the patch centre to all channels of the sample alike, so T1W, T
 neighbouring slices stay in register. Sampling is bilinear; pixels that come from outside the patch
 are filled by reflection at the patch border (``border="reflection"``; ``"border"`` repeats the edge
 pixel instead), which keeps tissue texture rather than inventing a constant frame. Every copy is
-z-scored again per channel. All copies of a batch go through one ``grid_sample`` call.
+z-scored again per channel. The warp is scipy's (``ndimage.affine_transform``); the tests check it
+against torch's ``grid_sample``, which it replaced because importing torch cost each job seconds.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from scipy import ndimage
 
 from spinefx.errors import SpinefxError
 from spinefx.imaging.patches import zscore_channels
@@ -23,6 +23,9 @@ from spinefx.imaging.patchfile import read_patch_file, write_patch_file
 from spinefx.seeding import stable_seed
 
 BORDERS = ("reflection", "border")
+# grid_sample's padding with align_corners=False, in scipy's terms: reflection about the outer pixel
+# edges is scipy's half-sample "reflect"; repeating the edge pixel is "nearest".
+_SCIPY_MODE = {"reflection": "reflect", "border": "nearest"}
 
 
 def copies_for(label: str, copies: Mapping[str, int]) -> int:
@@ -61,28 +64,25 @@ def draw_affines(
     return np.column_stack([angle, scale, shift])
 
 
-def affine_theta(params: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """``affine_grid`` matrices [n, 2, 3] for forward maps out = s R (in - c) + c + t (pixels).
-
-    grid_sample needs the inverse (output -> input) in normalised coordinates u = 2 (x - c) / W
-    (align_corners=False): u_in = D R^T D^-1 (u_out - D t) / s with D = diag(2 / W, 2 / H).
+def inverse_affines(params: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Output-to-input maps [n, 2, 2] and offsets [n, 2] in (row, column) pixel order for forward maps
+    out = s R (in - c) + c + t, with c the patch centre ((size - 1) / 2, as grid_sample with
+    align_corners=False) and R the rotation by angle: in = A out + o, A = R^T / s, o = c - A (c + t).
     """
     params = np.asarray(params, dtype=np.float64)
     a = np.deg2rad(params[:, 0])
     s = params[:, 1]
-    t = params[:, 2:4]
+    t = params[:, [3, 2]]  # (ty, tx): row, column
     cos, sin = np.cos(a), np.sin(a)
-    d = np.array([2.0 / width, 2.0 / height])
-    # R^T = [[cos, sin], [-sin, cos]]; conjugated by D: entry (i, j) scales by d_i / d_j
     m = np.empty((len(params), 2, 2))
     m[:, 0, 0] = cos
-    m[:, 0, 1] = sin * d[0] / d[1]
-    m[:, 1, 0] = -sin * d[1] / d[0]
+    m[:, 0, 1] = -sin
+    m[:, 1, 0] = sin
     m[:, 1, 1] = cos
     m /= s[:, None, None]
-    offset = -np.einsum("nij,nj->ni", m, t * d)
-    theta = np.concatenate([m, offset[:, :, None]], axis=2)
-    return torch.from_numpy(theta.astype(np.float32))
+    c = np.array([(height - 1) / 2.0, (width - 1) / 2.0])
+    offset = c - np.einsum("nij,nj->ni", m, c + t)
+    return m, offset
 
 
 def augment_patches(
@@ -127,21 +127,27 @@ def augment_patches(
 def apply_affines(x: np.ndarray, params: np.ndarray, *, border: str = "reflection") -> np.ndarray:
     """Warp sample i of ``x`` [n, c, h, w] by params[i] = (angle deg, scale, tx px, ty px), bilinear.
 
-    tx moves content towards larger column index, ty towards larger row index; one grid per sample,
-    shared by its channels. No z-scoring here.
+    tx moves content towards larger column index, ty towards larger row index; one map per sample,
+    shared by its channels. No z-scoring here. The result is what torch's ``grid_sample`` (bilinear,
+    align_corners=False, the same padding) gives, checked in the tests, at scipy's import cost rather
+    than torch's: this step runs once per patient.
     """
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
     n, c, h, w = x.shape
-    theta = affine_theta(params, h, w)
-    with torch.no_grad():
-        grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
-        out = F.grid_sample(
-            torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-            grid,
-            mode="bilinear",
-            padding_mode=border,
-            align_corners=False,
+    maps, offsets = inverse_affines(params, h, w)
+    matrix = np.eye(3)
+    offset = np.zeros(3)
+    out = np.empty_like(x)
+    for i in range(n):
+        matrix[1:, 1:] = maps[i]
+        offset[1:] = offsets[i]
+        # channel axis: identity (integer coordinates, so linear interpolation returns the channel itself)
+        ndimage.affine_transform(
+            x[i], matrix, offset, output=out[i], order=1, mode=_SCIPY_MODE[border], prefilter=False
         )
-    return out.numpy()
+    return out
 
 
 def augment_patch_file(

@@ -8,12 +8,12 @@ import pytest
 from spinefx.errors import SpinefxError
 from spinefx.imaging.patches import zscore_channels
 from spinefx.learn.augment import (
-    affine_theta,
     apply_affines,
     augment_patches,
     augmentation_seed,
     copies_for,
     draw_affines,
+    inverse_affines,
 )
 
 
@@ -96,8 +96,9 @@ def test_affine_draws_stay_in_range():
     assert np.abs(p[:, 0]).max() <= 15 and np.abs(p[:, 2:]).max() <= 4
     assert p[:, 1].min() >= 0.9 and p[:, 1].max() <= 1.1
     assert np.abs(p[:, 0]).max() > 14  # really uses the range
-    theta = affine_theta(np.array([[0.0, 1.0, 0.0, 0.0]]), 64, 64)
-    np.testing.assert_allclose(theta[0].numpy(), [[1, 0, 0], [0, 1, 0]], atol=1e-7)
+    maps, offsets = inverse_affines(np.array([[0.0, 1.0, 0.0, 0.0]]), 64, 64)
+    np.testing.assert_allclose(maps[0], np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(offsets[0], 0, atol=1e-12)
 
 
 def test_zero_copies_and_bad_arguments(patches):
@@ -140,3 +141,46 @@ def test_augment_patch_file_hand_off(tmp_path, patches):
     np.testing.assert_array_equal(pf.augmented, want.astype(np.float16))
     with pytest.raises(SpinefxError, match="demo_004"):
         augment_patch_file(src, dst, copies={"malignant": 4}, seed=5, dtype="float32")
+
+
+def _grid_sample_oracle(x: np.ndarray, params: np.ndarray, border: str) -> np.ndarray:
+    """The same warps through torch's affine_grid + grid_sample (what spinefx used before scipy)."""
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    a, s, t = np.deg2rad(params[:, 0]), params[:, 1], params[:, 2:4]
+    d = np.array([2.0 / w, 2.0 / h])  # normalised coordinates u = 2 (x - c) / size
+    m = np.empty((n, 2, 2))
+    m[:, 0, 0], m[:, 0, 1] = np.cos(a), np.sin(a) * d[0] / d[1]
+    m[:, 1, 0], m[:, 1, 1] = -np.sin(a) * d[1] / d[0], np.cos(a)
+    m /= s[:, None, None]
+    theta = np.concatenate([m, -np.einsum("nij,nj->ni", m, t * d)[:, :, None]], axis=2)
+    with torch.no_grad():
+        grid = F.affine_grid(torch.from_numpy(theta), [n, c, h, w], align_corners=False)
+        out = F.grid_sample(
+            torch.from_numpy(x.astype(np.float64)),
+            grid,
+            mode="bilinear",
+            padding_mode=border,
+            align_corners=False,
+        )
+    return out.numpy()
+
+
+@pytest.mark.parametrize("border", ["reflection", "border"])
+def test_warp_equals_torch_grid_sample(border):
+    """Oracle: torch's grid_sample in float64, on the paper's ranges and on large moves that reach far
+    past the patch edge (where the padding rule decides every pixel)."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(24, 3, 64, 48)).astype(np.float32)
+    params = np.concatenate(
+        [
+            draw_affines(12, rng, rotation_deg=15, translation_px=4, scale_range=(0.9, 1.1)),
+            draw_affines(12, rng, rotation_deg=180, translation_px=40, scale_range=(0.4, 2.5)),
+        ]
+    )
+    ours = apply_affines(x, params, border=border)
+    oracle = _grid_sample_oracle(x, params, border)
+    assert ours.dtype == np.float32 and ours.shape == x.shape
+    np.testing.assert_allclose(ours, oracle, atol=2e-5, rtol=0)
