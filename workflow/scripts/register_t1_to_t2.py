@@ -34,6 +34,7 @@ qc = register_t1_to_t2(
     shrink_factors=tuple(s["shrink_factors"]),
     smoothing_mm=tuple(s["smoothing_mm"]),
     iterations=s["iterations"],
+    sampling=s["sampling"],
     sampling_fraction=s["sampling_fraction"],
     n_threads=snakemake.threads,
     seed=s["seed"],
